@@ -1,0 +1,395 @@
+//! The CPU backend: buffers are `Vec`s, matrix multiply is the `gemm` crate, every other
+//! op is a plain loop in its op-family module.
+
+mod elementwise;
+mod loss;
+mod matmul;
+mod norm;
+mod optim;
+mod reduce;
+
+pub use matmul::PARALLEL_MIN_FLOPS;
+
+use crate::error::check_len;
+use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Float, Result, Transpose};
+use std::marker::PhantomData;
+
+/// The CPU backend in element type `T` (`f32` to train, `f64` to check gradients).
+#[derive(Debug, Clone)]
+pub struct CpuBackend<T> {
+    threads: usize,
+    _elem: PhantomData<T>,
+}
+
+impl<T: Float> CpuBackend<T> {
+    /// A backend whose matrix multiplies use up to `threads` threads of rayon's pool.
+    pub fn new(threads: usize) -> Self {
+        CpuBackend {
+            threads: threads.max(1),
+            _elem: PhantomData,
+        }
+    }
+
+    /// The number of threads matrix multiplies may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+impl<T: Float> Backend for CpuBackend<T> {
+    type F = T;
+    type Buf = Vec<T>;
+    type Bytes = Vec<u8>;
+    type Idx = Vec<u32>;
+
+    fn name(&self) -> String {
+        let threads = if self.threads == 1 {
+            "thread"
+        } else {
+            "threads"
+        };
+        format!("cpu {} ({} {threads})", T::NAME, self.threads)
+    }
+
+    fn zeros(&self, len: usize) -> Result<Vec<T>> {
+        Ok(vec![T::ZERO; len])
+    }
+
+    fn upload(&self, host: &[T]) -> Result<Vec<T>> {
+        Ok(host.to_vec())
+    }
+
+    fn write(&self, dst: &mut Vec<T>, host: &[T]) -> Result<()> {
+        check_len("write", "dst", dst.len(), host.len())?;
+        dst[..host.len()].copy_from_slice(host);
+        Ok(())
+    }
+
+    fn download(&self, buf: &Vec<T>) -> Result<Vec<T>> {
+        Ok(buf.clone())
+    }
+
+    fn upload_bytes(&self, host: &[u8]) -> Result<Vec<u8>> {
+        Ok(host.to_vec())
+    }
+
+    fn zeros_idx(&self, len: usize) -> Result<Vec<u32>> {
+        Ok(vec![0; len])
+    }
+
+    fn write_idx(&self, dst: &mut Vec<u32>, host: &[u32]) -> Result<()> {
+        check_len("write_idx", "dst", dst.len(), host.len())?;
+        dst[..host.len()].copy_from_slice(host);
+        Ok(())
+    }
+
+    fn copy(&self, src: &Vec<T>, dst: &mut Vec<T>, len: usize) -> Result<()> {
+        check_len("copy", "src", src.len(), len)?;
+        check_len("copy", "dst", dst.len(), len)?;
+        dst[..len].copy_from_slice(&src[..len]);
+        Ok(())
+    }
+
+    fn fill(&self, buf: &mut Vec<T>, len: usize, value: T) -> Result<()> {
+        check_len("fill", "buf", buf.len(), len)?;
+        buf[..len].fill(value);
+        Ok(())
+    }
+
+    fn gather_batch(
+        &self,
+        images: &Vec<u8>,
+        labels: &Vec<u8>,
+        order: &Vec<u32>,
+        start: usize,
+        rows: usize,
+        features: usize,
+        scale: &Vec<T>,
+        shift: &Vec<T>,
+        channels: usize,
+        x: &mut Vec<T>,
+        y: &mut Vec<u32>,
+    ) -> Result<()> {
+        check_len("gather_batch", "order", order.len(), start + rows)?;
+        check_len("gather_batch", "scale", scale.len(), channels)?;
+        check_len("gather_batch", "shift", shift.len(), channels)?;
+        check_len("gather_batch", "x", x.len(), rows * features)?;
+        check_len("gather_batch", "y", y.len(), rows)?;
+        let order = &order[start..start + rows];
+        let n = labels.len();
+        if let Some(&bad) = order.iter().find(|&&i| i as usize >= n) {
+            return Err(crate::Error::Device(format!(
+                "gather_batch: sample index {bad} is out of range for {n} samples"
+            )));
+        }
+        check_len("gather_batch", "images", images.len(), n * features)?;
+        elementwise::gather_batch(
+            images,
+            labels,
+            order,
+            features,
+            &scale[..channels],
+            &shift[..channels],
+            x,
+            y,
+        );
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        a: &Vec<T>,
+        ta: Transpose,
+        b: &Vec<T>,
+        tb: Transpose,
+        c: &mut Vec<T>,
+        m: usize,
+        n: usize,
+        k: usize,
+        beta: T,
+    ) -> Result<()> {
+        check_len("matmul", "a", a.len(), m * k)?;
+        check_len("matmul", "b", b.len(), k * n)?;
+        check_len("matmul", "c", c.len(), m * n)?;
+        matmul::matmul(a, ta, b, tb, c, m, n, k, beta, self.threads);
+        Ok(())
+    }
+
+    fn bias_act(
+        &self,
+        x: &mut Vec<T>,
+        bias: Option<&Vec<T>>,
+        act: Activation,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        check_len("bias_act", "x", x.len(), rows * cols)?;
+        if let Some(b) = bias {
+            check_len("bias_act", "bias", b.len(), cols)?;
+        }
+        elementwise::bias_act(&mut x[..rows * cols], bias.map(|b| &b[..cols]), act, cols);
+        Ok(())
+    }
+
+    fn act_backward(
+        &self,
+        y: &Vec<T>,
+        grad: &mut Vec<T>,
+        act: Activation,
+        len: usize,
+    ) -> Result<()> {
+        check_len("act_backward", "y", y.len(), len)?;
+        check_len("act_backward", "grad", grad.len(), len)?;
+        elementwise::act_backward(&y[..len], &mut grad[..len], act);
+        Ok(())
+    }
+
+    fn sum_rows(&self, x: &Vec<T>, rows: usize, cols: usize, out: &mut Vec<T>) -> Result<()> {
+        check_len("sum_rows", "x", x.len(), rows * cols)?;
+        check_len("sum_rows", "out", out.len(), cols)?;
+        reduce::sum_rows(x, rows, cols, out);
+        Ok(())
+    }
+
+    fn batchnorm_forward(
+        &self,
+        x: &Vec<T>,
+        y: &mut Vec<T>,
+        bn: BatchNormBuffers<'_, Self>,
+        rows: usize,
+        cols: usize,
+        eps: f64,
+        mode: BatchNormMode,
+    ) -> Result<()> {
+        let op = "batchnorm_forward";
+        check_len(op, "x", x.len(), rows * cols)?;
+        check_len(op, "y", y.len(), rows * cols)?;
+        check_len(op, "xhat", bn.xhat.len(), rows * cols)?;
+        for (name, len) in [
+            ("gamma", bn.gamma.len()),
+            ("beta", bn.beta.len()),
+            ("running_mean", bn.running_mean.len()),
+            ("running_var", bn.running_var.len()),
+            ("invstd", bn.invstd.len()),
+        ] {
+            check_len(op, name, len, cols)?;
+        }
+        let slices = norm::BnSlices {
+            gamma: bn.gamma,
+            beta: bn.beta,
+            running_mean: bn.running_mean,
+            running_var: bn.running_var,
+            xhat: bn.xhat,
+            invstd: bn.invstd,
+        };
+        norm::forward(x, y, slices, rows, cols, eps, mode);
+        Ok(())
+    }
+
+    fn batchnorm_backward(
+        &self,
+        dy: &Vec<T>,
+        xhat: &Vec<T>,
+        gamma: &Vec<T>,
+        invstd: &Vec<T>,
+        dx: &mut Vec<T>,
+        dgamma: &mut Vec<T>,
+        dbeta: &mut Vec<T>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        let op = "batchnorm_backward";
+        for (name, len) in [("dy", dy.len()), ("xhat", xhat.len()), ("dx", dx.len())] {
+            check_len(op, name, len, rows * cols)?;
+        }
+        for (name, len) in [
+            ("gamma", gamma.len()),
+            ("invstd", invstd.len()),
+            ("dgamma", dgamma.len()),
+            ("dbeta", dbeta.len()),
+        ] {
+            check_len(op, name, len, cols)?;
+        }
+        norm::backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, rows, cols);
+        Ok(())
+    }
+
+    fn dropout_mask(&self, mask: &mut Vec<T>, len: usize, p: f32, key: u64) -> Result<()> {
+        check_len("dropout_mask", "mask", mask.len(), len)?;
+        elementwise::dropout_mask(&mut mask[..len], p, key);
+        Ok(())
+    }
+
+    fn mul(&self, x: &Vec<T>, m: &Vec<T>, out: &mut Vec<T>, len: usize) -> Result<()> {
+        check_len("mul", "x", x.len(), len)?;
+        check_len("mul", "m", m.len(), len)?;
+        check_len("mul", "out", out.len(), len)?;
+        for ((o, &a), &b) in out[..len].iter_mut().zip(&x[..len]).zip(&m[..len]) {
+            *o = a * b;
+        }
+        Ok(())
+    }
+
+    fn mul_assign(&self, x: &mut Vec<T>, m: &Vec<T>, len: usize) -> Result<()> {
+        check_len("mul_assign", "x", x.len(), len)?;
+        check_len("mul_assign", "m", m.len(), len)?;
+        for (a, &b) in x[..len].iter_mut().zip(&m[..len]) {
+            *a *= b;
+        }
+        Ok(())
+    }
+
+    fn softmax_xent(
+        &self,
+        logits: &Vec<T>,
+        labels: &Vec<u32>,
+        rows: usize,
+        cols: usize,
+        dlogits: Option<&mut Vec<T>>,
+        acc: &mut Vec<T>,
+    ) -> Result<()> {
+        check_len("softmax_xent", "logits", logits.len(), rows * cols)?;
+        check_len("softmax_xent", "labels", labels.len(), rows)?;
+        check_len("softmax_xent", "acc", acc.len(), 2)?;
+        if let Some(d) = &dlogits {
+            check_len("softmax_xent", "dlogits", d.len(), rows * cols)?;
+        }
+        loss::softmax_xent(
+            logits,
+            labels,
+            rows,
+            cols,
+            dlogits.map(|d| d.as_mut_slice()),
+            acc,
+        )
+    }
+
+    fn penalty_grad(&self, w: &Vec<T>, g: &mut Vec<T>, len: usize, l1: f64, l2: f64) -> Result<()> {
+        check_len("penalty_grad", "w", w.len(), len)?;
+        check_len("penalty_grad", "g", g.len(), len)?;
+        elementwise::penalty_grad(&w[..len], &mut g[..len], l1, l2);
+        Ok(())
+    }
+
+    fn sgd_step(
+        &self,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        velocity: &mut Vec<T>,
+        len: usize,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Result<()> {
+        for (name, l) in [("w", w.len()), ("g", g.len()), ("velocity", velocity.len())] {
+            check_len("sgd_step", name, l, len)?;
+        }
+        optim::sgd(
+            &mut w[..len],
+            &g[..len],
+            &mut velocity[..len],
+            lr,
+            momentum,
+            weight_decay,
+        );
+        Ok(())
+    }
+
+    fn adam_step(
+        &self,
+        w: &mut Vec<T>,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
+        len: usize,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+        step: u32,
+    ) -> Result<()> {
+        for (name, l) in [
+            ("w", w.len()),
+            ("g", g.len()),
+            ("m", m.len()),
+            ("v", v.len()),
+        ] {
+            check_len("adam_step", name, l, len)?;
+        }
+        optim::adam(
+            &mut w[..len],
+            &g[..len],
+            &mut m[..len],
+            &mut v[..len],
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            step,
+        );
+        Ok(())
+    }
+
+    fn grad_stats(&self, g: &Vec<T>, len: usize, acc: &mut Vec<T>) -> Result<()> {
+        check_len("grad_stats", "g", g.len(), len)?;
+        check_len("grad_stats", "acc", acc.len(), 2)?;
+        reduce::grad_stats(&g[..len], acc);
+        Ok(())
+    }
+
+    fn moments(&self, x: &Vec<T>, len: usize) -> Result<[f64; 3]> {
+        check_len("moments", "x", x.len(), len)?;
+        Ok(reduce::moments(&x[..len]))
+    }
+
+    fn sq_dist(&self, a: &Vec<T>, b: &Vec<T>, len: usize) -> Result<f64> {
+        check_len("sq_dist", "a", a.len(), len)?;
+        check_len("sq_dist", "b", b.len(), len)?;
+        Ok(reduce::sq_dist(&a[..len], &b[..len]))
+    }
+
+    fn dead_columns(&self, x: &Vec<T>, rows: usize, cols: usize) -> Result<usize> {
+        check_len("dead_columns", "x", x.len(), rows * cols)?;
+        Ok(reduce::dead_columns(x, rows, cols))
+    }
+}

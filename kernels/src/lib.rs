@@ -1,0 +1,30 @@
+//! Tensors and ops for MLP training, behind one small [`Backend`] trait.
+//!
+//! # Layout
+//!
+//! - [`backend`]: the contract every device implements — buffers, matrix multiply,
+//!   fused bias + activation, batch norm, dropout, softmax cross-entropy, optimiser
+//!   updates and the reductions the diagnostics need.
+//! - [`cpu`]: the CPU implementation, generic over [`Float`] (`f32` for training,
+//!   `f64` for gradient checking); matrix multiply through the `gemm` crate.
+//! - [`gradcheck`]: the numerical gradient checker (central differences, PyTorch
+//!   `gradcheck` tolerances).
+//! - [`Activation`], [`dropout_keep`]: definitions shared by every backend, so that
+//!   all of them compute the same function and draw the same dropout masks.
+//!
+//! This crate knows nothing of trials, datasets or the network: it is the arithmetic.
+
+pub mod activation;
+pub mod backend;
+pub mod cpu;
+pub mod error;
+pub mod float;
+pub mod gradcheck;
+pub mod rng;
+
+pub use activation::Activation;
+pub use backend::{Backend, BatchNormBuffers, BatchNormMode, Transpose};
+pub use cpu::CpuBackend;
+pub use error::{Error, Result};
+pub use float::Float;
+pub use rng::dropout_keep;
