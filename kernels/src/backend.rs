@@ -227,8 +227,8 @@ pub trait Backend {
     /// `acc[1] = max(acc[1], max|g|)`.
     fn grad_stats(&self, g: &Self::Buf, len: usize, acc: &mut Self::Buf) -> Result<()>;
 
-    /// `(Σx, Σx², max|x|)` over the first `len` elements, in f64 on the host.
-    fn moments(&self, x: &Self::Buf, len: usize) -> Result<[f64; 3]>;
+    /// `[Σx, Σx², Σ|x|, max|x|]` over the first `len` elements, in f64 on the host.
+    fn moments(&self, x: &Self::Buf, len: usize) -> Result<[f64; 4]>;
 
     /// `Σ (a − b)²` over the first `len` elements, in f64 on the host.
     fn sq_dist(&self, a: &Self::Buf, b: &Self::Buf, len: usize) -> Result<f64>;

@@ -49,9 +49,10 @@ impl EntryCheck {
         (self.analytic - self.numeric).abs()
     }
 
-    /// |analytic − numeric| / max(|numeric|, tiny).
-    pub fn rel_error(&self) -> f64 {
-        self.abs_error() / self.numeric.abs().max(f64::MIN_POSITIVE)
+    /// |analytic − numeric| / max(|numeric|, `floor`): relative where the derivative is
+    /// large, and bounded where it is near zero and relative error means nothing.
+    pub fn rel_error(&self, floor: f64) -> f64 {
+        self.abs_error() / self.numeric.abs().max(floor)
     }
 }
 
@@ -62,7 +63,7 @@ pub struct GradCheck {
     pub checked: usize,
     /// Largest absolute error.
     pub max_abs_error: f64,
-    /// Largest relative error.
+    /// Largest relative error, relative to max(|numeric|, atol).
     pub max_rel_error: f64,
     /// True when every entry was within tolerance.
     pub passed: bool,
@@ -99,9 +100,7 @@ pub fn check<E>(
         };
         result.checked += 1;
         result.max_abs_error = result.max_abs_error.max(entry.abs_error());
-        if entry.abs_error() > 0.0 {
-            result.max_rel_error = result.max_rel_error.max(entry.rel_error());
-        }
+        result.max_rel_error = result.max_rel_error.max(entry.rel_error(tolerance.atol));
         // NaN on either side fails the check.
         let ok = tolerance.accepts(analytic, numeric);
         if !ok {

@@ -1,1 +1,21 @@
-//! placeholder
+//! The worker: trains trials of MLPs and reports what happened inside them.
+//!
+//! # Layout
+//!
+//! - [`config`]: the trial file (TOML): parsing, defaults and validation with key paths.
+//! - [`data`]: datasets held as `u8` (built-in `synthetic:` glyphs so far).
+//! - [`init`]: PyTorch's weight initialisation schemes.
+//! - [`model`]: the MLP on any [`gradsweep_kernels::Backend`]: forward, backward.
+//! - [`train`]: the training loop, evaluation and per-layer diagnostics.
+//! - [`check`]: the gradient check of a trained model, in f64.
+//! - [`report`]: epoch reports, verdicts (stagnant loss, vanishing gradients), outcomes.
+//! - [`trial`]: one trial end to end, as `worker train` runs it.
+
+pub mod check;
+pub mod config;
+pub mod data;
+pub mod init;
+pub mod model;
+pub mod report;
+pub mod train;
+pub mod trial;

@@ -377,7 +377,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         Ok(())
     }
 
-    fn moments(&self, x: &Vec<T>, len: usize) -> Result<[f64; 3]> {
+    fn moments(&self, x: &Vec<T>, len: usize) -> Result<[f64; 4]> {
         check_len("moments", "x", x.len(), len)?;
         Ok(reduce::moments(&x[..len]))
     }

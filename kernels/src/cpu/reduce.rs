@@ -13,20 +13,21 @@ pub fn sum_rows<T: Float>(x: &[T], rows: usize, cols: usize, out: &mut [T]) {
 }
 
 /// See [`crate::Backend::moments`].
-pub fn moments<T: Float>(x: &[T]) -> [f64; 3] {
-    let (mut s, mut s2, mut m) = (0.0f64, 0.0f64, 0.0f64);
+pub fn moments<T: Float>(x: &[T]) -> [f64; 4] {
+    let (mut s, mut s2, mut sa, mut m) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for &v in x {
         let v = v.to_f64();
         s += v;
         s2 += v * v;
+        sa += v.abs();
         m = m.max(v.abs());
     }
-    [s, s2, m]
+    [s, s2, sa, m]
 }
 
 /// See [`crate::Backend::grad_stats`].
 pub fn grad_stats<T: Float>(g: &[T], acc: &mut [T]) {
-    let [_, s2, m] = moments(g);
+    let [_, s2, _, m] = moments(g);
     acc[0] += T::from_f64(s2.sqrt());
     acc[1] = acc[1].max(T::from_f64(m));
 }

@@ -94,7 +94,7 @@ impl Dataset {
         val_fraction: f64,
     ) -> Dataset {
         let n = pool.len();
-        let n_val = ((n as f64) * val_fraction).round() as usize;
+        let n_val = (((n as f64) * val_fraction).round() as usize).min(n);
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(SPLIT_SEED));
         let features = shape.features();
@@ -149,7 +149,9 @@ pub enum DataError {
     )]
     UnknownKind(String),
     /// A `synthetic:` name that is not built in.
-    #[error("dataset \"synthetic:{name}\": no built-in dataset \"{name}\"; expected one of {known}")]
+    #[error(
+        "dataset \"synthetic:{name}\": no built-in dataset \"{name}\"; expected one of {known}"
+    )]
     UnknownSynthetic {
         /// The name asked for.
         name: String,
