@@ -598,14 +598,16 @@ fn softmax_xent_adds_loss_and_counts_first_maximum_matches() {
         1000.0, 999.0, 1001.5, 998.0, // arg-max 2, label 2: correct
         -1000.0, -1002.0, -999.0, -1001.0, // arg-max 2, label 0: wrong
         0.7, 0.7, 0.1, 0.2, // tie: first maximum 0, label 0: correct
-        0.7, 0.7, 0.1, 0.2, // tie: first maximum 0, label 1: wrong
+        0.1, 0.9, 0.3, 0.9, // tie: first maximum 1, label 1: correct
     ];
+    // Both ties are labelled with their first maximum, so counting the last one instead
+    // changes the count.
     let labels: Vec<u32> = vec![1, 2, 2, 0, 0, 1];
     // acc accumulates: start from non-zero values.
     let mut acc = vec![0.25, 2.0];
     be.softmax_xent(&logits, &labels, rows, cols, None, &mut acc)
         .unwrap();
-    assert_eq!(acc[1], 2.0 + 3.0, "correct count");
+    assert_eq!(acc[1], 2.0 + 4.0, "correct count");
     let want = 0.25 + reference_xent(&logits, &labels, cols) * rows as f64;
     assert!(
         (acc[0] - want).abs() <= 1e-12 * want,

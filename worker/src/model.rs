@@ -38,6 +38,9 @@ impl Architecture {
     }
 }
 
+/// One Linear layer's `(weight, bias)` on the host: `outputs × inputs` and `outputs`.
+pub type LinearParams<F> = (Vec<F>, Vec<F>);
+
 /// A trainable tensor with its gradient and optimiser state.
 pub struct Param<B: Backend> {
     /// `linear1.weight`, `bn2.bias`, …
@@ -156,7 +159,7 @@ impl<B: Backend> Mlp<B> {
     pub fn new(
         backend: &B,
         arch: Architecture,
-        linear: &[(Vec<B::F>, Vec<B::F>)],
+        linear: &[LinearParams<B::F>],
         max_rows: usize,
     ) -> Result<Self> {
         let shapes = arch.linear_shapes();

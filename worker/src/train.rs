@@ -8,7 +8,7 @@
 use crate::config::{Optimizer, TrialConfig};
 use crate::data::Dataset;
 use crate::init;
-use crate::model::{Architecture, Mlp, Mode};
+use crate::model::{Architecture, LinearParams, Mlp, Mode};
 use crate::report::{EpochReport, LayerDiagnostics, Outcome};
 use gradsweep_kernels::{Activation, Backend, Float};
 use rand::SeedableRng;
@@ -58,7 +58,7 @@ pub fn architecture(config: &TrialConfig, data: &Dataset) -> Architecture {
 }
 
 /// The initial Linear parameters of a trial, drawn from its seed.
-pub fn initial_params(config: &TrialConfig, arch: &Architecture) -> Vec<(Vec<f64>, Vec<f64>)> {
+pub fn initial_params(config: &TrialConfig, arch: &Architecture) -> Vec<LinearParams<f64>> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     arch.linear_shapes()
         .into_iter()
@@ -115,7 +115,7 @@ pub fn train<B: Backend>(
     let features = arch.inputs;
     let classes = arch.classes;
     let channels = data.shape.channels;
-    let params: Vec<(Vec<B::F>, Vec<B::F>)> = initial_params(config, &arch)
+    let params: Vec<LinearParams<B::F>> = initial_params(config, &arch)
         .iter()
         .map(|(w, b)| (to_f(w), to_f(b)))
         .collect();
