@@ -157,3 +157,46 @@ fn every_example_trial_file_is_valid() {
     }
     assert!(n >= 3);
 }
+
+#[test]
+fn an_overparameterised_net_overfits_and_l2_narrows_the_loss_gap() {
+    let base = r#"
+        dataset = "synthetic:glyphs-small"
+        epochs = 15
+        batch_size = 32
+        hidden = [512, 512]
+        activation = "relu"
+        init = "he_normal"
+        regularization = "none"
+        optimizer = { kind = "adam", lr = 1e-3 }
+        [gradcheck]
+        layer = "none"
+    "#;
+    let plain = run(base);
+    let l2 = run(&base.replace(
+        "\"none\"\n        optimizer",
+        "\"l2:1e-2\"\n        optimizer",
+    ));
+    assert_eq!(l2.config.regularization.l2, Some(1e-2));
+    let last = |r: &TrialRecord| r.epochs.last().unwrap().clone();
+    let (p, r) = (last(&plain), last(&l2));
+    assert!(
+        p.train_acc > 0.99,
+        "memorises the training set: {}",
+        p.train_acc
+    );
+    assert!(
+        p.train_acc - p.test_acc > 0.2,
+        "overfits: train {} test {}",
+        p.train_acc,
+        p.test_acc
+    );
+    let gap = |e: &gradsweep_worker::report::EpochReport| e.test_loss - e.train_loss;
+    assert!(
+        gap(&r) < gap(&p) - 0.1,
+        "l2 narrows the loss gap: {} vs {}",
+        gap(&r),
+        gap(&p)
+    );
+    assert!(r.penalty > 0.0 && p.penalty == 0.0);
+}
