@@ -7,10 +7,12 @@
 //! - [`init`]: PyTorch's weight initialisation schemes.
 //! - [`model`]: the MLP on any [`gradsweep_kernels::Backend`]: forward, backward.
 //! - [`train`]: the training loop, evaluation and per-layer diagnostics.
+//! - [`bench`]: training throughput on CIFAR-shaped data, beside the PyTorch anchor.
 //! - [`check`]: the gradient check of a trained model, in f64.
 //! - [`report`]: epoch reports, verdicts (stagnant loss, vanishing gradients), outcomes.
 //! - [`trial`]: one trial end to end, as `worker train` runs it.
 
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod data;

@@ -1,6 +1,7 @@
 //! `worker`: trains gradsweep trials.
 //!
-//! `worker train <trial.toml>` runs one trial locally, without a coordinator.
+//! `worker train <trial.toml>` runs one trial locally, without a coordinator;
+//! `worker bench` measures training throughput.
 
 mod cli;
 
@@ -38,6 +39,34 @@ enum Command {
         #[arg(long, default_value = "auto")]
         device: String,
     },
+    /// Measure training throughput (samples/s) on CIFAR-shaped synthetic data.
+    ///
+    /// Trains the configurations of the CPU-speed goal — 3072-512-256-10 ReLU,
+    /// the same with batch norm + dropout 0.2, and the deep 3072-(256×5)-10 sigmoid
+    /// net — with batch 128 and SGD (lr 0.01, momentum 0.9), and prints each one's
+    /// best-epoch training throughput with the matching PyTorch anchor command:
+    ///
+    ///   python ../shared/bench/pytorch_mlp_bench.py --threads 2 --hidden 512,256 --act relu
+    Bench {
+        /// Which configurations: relu, bn-dropout, deep-sigmoid (comma-separated) or all.
+        #[arg(long, default_value = "all")]
+        cases: String,
+        /// Training samples (45,000 = CIFAR-10's train split after validation).
+        #[arg(long, default_value_t = 45_000)]
+        n: usize,
+        /// Epochs per configuration; the best one is reported.
+        #[arg(long, default_value_t = 2)]
+        epochs: u32,
+        /// Batch size.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Threads for the CPU backend [default: all cores].
+        #[arg(long, env = "GRADSWEEP_THREADS")]
+        threads: Option<usize>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -49,6 +78,14 @@ fn main() -> ExitCode {
             threads,
             device,
         } => cli::train(&trial, json, threads, &device),
+        Command::Bench {
+            cases,
+            n,
+            epochs,
+            batch,
+            threads,
+            json,
+        } => cli::bench(&cases, n, epochs, batch, threads, json),
     };
     match result {
         Ok(code) => code,

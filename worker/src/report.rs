@@ -45,8 +45,10 @@ pub struct EpochReport {
     pub test_acc: f64,
     /// The L1/L2 penalty at the end of the epoch (kept apart from the data loss).
     pub penalty: f64,
-    /// Wall-clock seconds spent on the epoch (training and evaluation).
+    /// Wall-clock seconds spent on the epoch (training, evaluation and diagnostics).
     pub seconds: f64,
+    /// Of which seconds spent on the training batches alone.
+    pub train_seconds: f64,
     /// One entry per Linear layer, input to output.
     pub layers: Vec<LayerDiagnostics>,
 }

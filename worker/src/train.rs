@@ -237,6 +237,7 @@ pub fn train<B: Backend>(
             });
         }
         let sums = backend.download(&acc)?;
+        let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = sums[0].to_f64() / usable.max(1) as f64;
         let train_acc = sums[1].to_f64() / usable.max(1) as f64;
         if !train_loss.is_finite() {
@@ -337,6 +338,7 @@ pub fn train<B: Backend>(
             test_acc,
             penalty,
             seconds: started.elapsed().as_secs_f64(),
+            train_seconds,
             layers,
         };
         on_event(Event::Epoch(&report));

@@ -12,13 +12,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// `worker train`.
-pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> Result<ExitCode> {
-    let config = TrialConfig::from_file(path).map_err(anyhow::Error::msg)?;
-    match device {
-        "auto" | "cpu" => {}
-        other => bail!("--device: unknown device \"{other}\"; expected auto or cpu"),
-    }
+/// The CPU thread count: `--threads`, else every core; also sizes rayon's pool.
+fn cpu_threads(threads: Option<usize>) -> Result<usize> {
     let threads = match threads {
         Some(0) => bail!("--threads: must be at least 1"),
         Some(n) => n,
@@ -28,6 +23,17 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
         .num_threads(threads)
         .build_global()
         .context("cannot start the thread pool")?;
+    Ok(threads)
+}
+
+/// `worker train`.
+pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> Result<ExitCode> {
+    let config = TrialConfig::from_file(path).map_err(anyhow::Error::msg)?;
+    match device {
+        "auto" | "cpu" => {}
+        other => bail!("--device: unknown device \"{other}\"; expected auto or cpu"),
+    }
+    let threads = cpu_threads(threads)?;
     let data = trial::load_data(&config)?;
     let backend = CpuBackend::<f32>::new(threads);
 
@@ -71,6 +77,105 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
         print!("{}", render::summary(&record));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The processor's model name, for benchmark reports.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// `worker bench`.
+pub fn bench(
+    cases: &str,
+    n: usize,
+    epochs: u32,
+    batch: usize,
+    threads: Option<usize>,
+    json: bool,
+) -> Result<ExitCode> {
+    use gradsweep_worker::bench;
+    if n == 0 || epochs == 0 || batch == 0 {
+        bail!("--n, --epochs and --batch must be at least 1");
+    }
+    let all = bench::cases();
+    let chosen: Vec<bench::BenchCase> = if cases == "all" {
+        all
+    } else {
+        cases
+            .split(',')
+            .map(|name| {
+                all.iter().find(|c| c.name == name).cloned().ok_or_else(|| {
+                    let names: Vec<&str> = all.iter().map(|c| c.name).collect();
+                    anyhow::anyhow!(
+                        "--cases: unknown case \"{name}\"; expected all or some of {}",
+                        names.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let threads = cpu_threads(threads)?;
+    let backend = CpuBackend::<f32>::new(threads);
+    let device = gradsweep_kernels::Backend::name(&backend);
+    let machine = cpu_model();
+    let data = bench::cifar_shaped(n, 0);
+    if !json {
+        println!(
+            "worker bench: {n} CIFAR-shaped samples (3×32×32 u8), batch {batch}, SGD momentum 0.9"
+        );
+        println!("device {device} on {machine}");
+    }
+    let mut results = Vec::new();
+    for case in &chosen {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(u64::from(epochs) * n.div_ceil(batch) as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_message(case.name);
+        let mut on_event = |e: Event<'_>| {
+            if let Event::Batch { .. } = e {
+                bar.inc(1);
+            }
+        };
+        let result = bench::run(&backend, case, &data, epochs, batch, &mut on_event)?;
+        bar.finish_and_clear();
+        if !json {
+            println!(
+                "{:<13} {:>9.0} samples/s (best of {epochs} epochs; each: {})   anchor: python pytorch_mlp_bench.py --threads {threads} --n {n} --batch {batch} {}",
+                case.name,
+                result.best(),
+                result
+                    .samples_per_s
+                    .iter()
+                    .map(|s| format!("{s:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                case.pytorch_args
+            );
+        }
+        results.push(result);
+    }
+    if json {
+        let out = serde_json::json!({
+            "device": device,
+            "machine": machine,
+            "threads": threads,
+            "n": n,
+            "batch": batch,
+            "results": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(ExitCode::SUCCESS)
 }
