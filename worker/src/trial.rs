@@ -24,6 +24,8 @@ pub struct DatasetSummary {
     pub val: usize,
     /// Test images.
     pub test: usize,
+    /// The content hash of the data as loaded ([`Dataset::fingerprint`]).
+    pub fingerprint: String,
 }
 
 impl DatasetSummary {
@@ -36,6 +38,7 @@ impl DatasetSummary {
             train: data.train.len(),
             val: data.val.len(),
             test: data.test.len(),
+            fingerprint: data.fingerprint.clone(),
         }
     }
 }

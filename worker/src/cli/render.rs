@@ -18,7 +18,7 @@ pub fn header(config: &TrialConfig, data: &Dataset, device: &str) -> String {
     );
     format!(
         "trial \"{name}\": {dims} {act}, init {init}, batchnorm {bn}, regularization {reg}, {opt}\n\
-         data {dataset}: {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes\n\
+         data {dataset} (fingerprint {fingerprint}): {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes\n\
          {epochs} epochs, batch {batch}, seed {seed}, on {device}",
         name = config.name,
         act = config.activation,
@@ -27,6 +27,7 @@ pub fn header(config: &TrialConfig, data: &Dataset, device: &str) -> String {
         reg = config.regularization,
         opt = optimizer(config),
         dataset = data.name,
+        fingerprint = gradsweep_worker::data::fingerprint::short(&data.fingerprint),
         train = data.train.len(),
         val = data.val.len(),
         test = data.test.len(),
