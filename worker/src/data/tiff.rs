@@ -96,7 +96,8 @@ pub fn decode(bytes: &[u8]) -> Result<Bilevel, String> {
         ));
     }
 
-    let mut pixels = Vec::with_capacity(width as usize * height as usize);
+    // Reserve no more than a megapixel up front: the tags may claim any size.
+    let mut pixels = Vec::with_capacity((width as usize * height as usize).min(1 << 20));
     for strip in 0..strips {
         let (start, len) = (offsets[strip] as usize, counts[strip] as usize);
         let data = start
