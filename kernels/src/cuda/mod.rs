@@ -58,7 +58,7 @@ pub use compile::{CompiledKernel, compile_all, nvrtc_version};
 use crate::error::check_len;
 use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Error, Result, Transpose};
 use cudarc::cublas::CudaBlas;
-use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
 use launch::{Kernels, PARTIAL_BLOCKS, driver};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -313,28 +313,34 @@ impl CudaBackend {
     }
 
     /// A device buffer of `len` zeros (`len` may be 0).
-    fn alloc_zeros<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self,
-        len: usize,
-    ) -> Result<CudaSlice<T>> {
+    fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
         if len == 0 {
-            return self
-                .stream
-                .null()
-                .map_err(driver("allocating an empty buffer"));
+            return self.empty();
         }
         self.stream
             .alloc_zeros(len)
             .map_err(driver(format!("allocating {len} elements")))
     }
 
+    /// An empty buffer. Some devices refuse zero-byte allocations, so this allocates one
+    /// element and hands out a slice that claims none.
+    fn empty<T: DeviceRepr + ValidAsZeroBits>(&self) -> Result<CudaSlice<T>> {
+        let one = self
+            .stream
+            .alloc_zeros::<T>(1)
+            .map_err(driver("allocating an empty buffer"))?;
+        let ptr = one.leak();
+        // SAFETY: `ptr` is the live one-element allocation made on this stream just
+        // above, which `leak` left without an owner; the new slice owns it (frees it on
+        // drop) and claims 0 elements, fewer than were allocated. Event tracking is off
+        // for this context, so no event is created.
+        Ok(unsafe { self.stream.upgrade_device_ptr(ptr, 0) })
+    }
+
     /// A device buffer holding `host` (`host` may be empty).
-    fn alloc_from<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>> {
+    fn alloc_from<T: DeviceRepr + ValidAsZeroBits>(&self, host: &[T]) -> Result<CudaSlice<T>> {
         if host.is_empty() {
-            return self
-                .stream
-                .null()
-                .map_err(driver("allocating an empty buffer"));
+            return self.empty();
         }
         self.stream
             .clone_htod(host)
