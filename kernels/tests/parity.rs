@@ -35,7 +35,8 @@ fn cuda_backend() -> Option<CudaBackend> {
             println!("skipped: {e}");
             None
         }
-        Err(e) => panic!("the CUDA backend could not be made (GRADSWEEP_REQUIRE_CUDA=1?): {e}"),
+        Err(e @ Error::Unavailable(_)) => panic!("GRADSWEEP_REQUIRE_CUDA=1, but {e}"),
+        Err(e) => panic!("the CUDA backend failed to start: {e}"),
     }
 }
 
