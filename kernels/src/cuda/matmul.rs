@@ -78,7 +78,22 @@ impl CudaBackend {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        if k == 0 {
+            // An empty sum: c = 0, or c unchanged when accumulating. Done here rather
+            // than trusting every cuBLAS version's handling of k = 0.
+            return if beta == 0.0 {
+                self.fill_impl(c, m * n, 0.0)
+            } else {
+                Ok(())
+            };
+        }
         let (cfg, first, second) = column_major(a, ta, b, tb, m, n, k, beta)?;
+        // cuBLAS calls the driver in the thread's current context, which cudarc sets
+        // for its own calls but not for this one.
+        self.device
+            .ctx
+            .bind_to_thread()
+            .map_err(super::launch::driver("binding the context for cuBLAS"))?;
         // SAFETY: the caller checked a.len() >= m*k, b.len() >= k*n, c.len() >= m*n, and
         // `column_major` gives cuBLAS exactly those extents (its leading dimensions are
         // the stored row lengths); all three buffers live on this backend's stream,
