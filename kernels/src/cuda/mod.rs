@@ -685,6 +685,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn without_a_driver_the_probe_says_so_instead_of_panicking() {
+        if require_driver().is_ok() {
+            println!("skipped: this machine has a CUDA driver");
+            return;
+        }
+        let expected = "CUDA is not usable here: no CUDA driver (libcuda.so) on this machine";
+        assert_eq!(available().unwrap_err().to_string(), expected);
+        assert_eq!(CudaBackend::new(0).unwrap_err().to_string(), expected);
+    }
+
+    #[test]
     fn faults_become_the_cpu_errors() {
         assert!(Fault::error(&[0, 0, 0, 0]).is_none());
         let e = Fault::error(&[Fault::Label as u32, 12, 3, 10]).unwrap();
