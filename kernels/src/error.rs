@@ -28,6 +28,28 @@ pub enum Error {
     /// A device error, with the device's own message.
     #[error("{0}")]
     Device(String),
+    /// CUDA cannot be used on this machine (no driver, no device, or a missing CUDA
+    /// library): the answer of the run-time probe, not a failure of a computation.
+    #[error("CUDA is not usable here: {0}")]
+    Unavailable(String),
+    /// A call into the CUDA driver, NVRTC or cuBLAS failed.
+    #[error("CUDA: {call} failed: {message}")]
+    Cuda {
+        /// What was being done, e.g. `launching softmax_xent_grad`.
+        call: String,
+        /// The library's own error name and description.
+        message: String,
+    },
+    /// NVRTC could not compile a kernel source file.
+    #[error("NVRTC could not compile {kernel} for {arch}: {log}")]
+    Compile {
+        /// The kernel source file, e.g. `norm.cu`.
+        kernel: &'static str,
+        /// The target architecture, e.g. `sm_90`.
+        arch: String,
+        /// NVRTC's error and its compile log, as NVRTC wrote them.
+        log: String,
+    },
 }
 
 /// Result with the kernels crate's [`Error`].

@@ -7,6 +7,9 @@
 //!   updates and the reductions the diagnostics need.
 //! - [`cpu`]: the CPU implementation, generic over [`Float`] (`f32` for training,
 //!   `f64` for gradient checking); matrix multiply through the `gemm` crate.
+//! - [`cuda`]: the CUDA implementation (`f32`): our own kernels (`cuda/kernels/*.cu`,
+//!   compiled at run time with NVRTC) and cuBLAS, through `cudarc`. Always compiled;
+//!   whether it can run is decided at run time by [`cuda::available`].
 //! - [`gradcheck`]: the numerical gradient checker (central differences, PyTorch
 //!   `gradcheck` tolerances).
 //! - [`Activation`], [`dropout_keep`]: definitions shared by every backend, so that
@@ -17,6 +20,7 @@
 pub mod activation;
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
@@ -25,6 +29,7 @@ pub mod rng;
 pub use activation::Activation;
 pub use backend::{Backend, BatchNormBuffers, BatchNormMode, Transpose};
 pub use cpu::CpuBackend;
+pub use cuda::CudaBackend;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use rng::dropout_keep;

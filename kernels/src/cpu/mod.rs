@@ -110,6 +110,11 @@ impl<T: Float> Backend for CpuBackend<T> {
         x: &mut Vec<T>,
         y: &mut Vec<u32>,
     ) -> Result<()> {
+        if channels == 0 {
+            return Err(crate::Error::Device(
+                "gather_batch: channels must be at least 1".into(),
+            ));
+        }
         check_len("gather_batch", "order", order.len(), start + rows)?;
         check_len("gather_batch", "scale", scale.len(), channels)?;
         check_len("gather_batch", "shift", shift.len(), channels)?;
