@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds, here, what scripts/gpu-check.sh runs on a GPU machine that has no Rust
-# toolchain: the release test executables of the kernels crate, copied with stable
+# toolchain: the release test executables of the kernels and worker crates and the
+# `worker` binary, copied with stable
 # names into the git-ignored folder .gpu/ (or the folder given), stripped of debug
 # info to travel light, with a MANIFEST saying what they were built from.
 #
@@ -13,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 out=${1:-.gpu}
-packages=(-p gradsweep-kernels)
+packages=(-p gradsweep-kernels -p gradsweep-worker)
 
 echo "build-gpu-bundle: cargo test --release --no-run ${packages[*]}" >&2
 json=$(mktemp)
@@ -56,12 +57,12 @@ while read -r exe name; do
 done <"$out/.list"
 rm -f "$out/.list"
 
-# ---------------------------------------------------------------------------------
-# GPU benchmark (not built yet): when the worker has `worker bench --device cuda`,
-# build it here and copy it as $out/worker; gpu-check.sh runs it when it is there.
-#   cargo build --release -p gradsweep-worker --bin worker
-#   cp target/release/worker "$out/worker" && strip --strip-debug "$out/worker"
-# ---------------------------------------------------------------------------------
+# The worker binary, for the GPU benchmark and a trial on the GPU, and the PyTorch
+# script it is compared with.
+cargo build --release -p gradsweep-worker --bin worker >&2
+cp target/release/worker "$out/worker" && strip --strip-debug "$out/worker"
+cp scripts/pytorch_gpu_bench.py "$out/pytorch_gpu_bench.py"
+cp examples/deep-sigmoid-bn.toml "$out/deep-sigmoid-bn.toml"
 
 cp scripts/gpu-check.sh "$out/gpu-check.sh"
 {

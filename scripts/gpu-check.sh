@@ -88,7 +88,7 @@ main() {
     run_dir=$(mktemp -d)
     for exe in "$bundle"/*; do
         name=$(basename "$exe")
-        [[ -f $exe && $name != *.sh && $name != MANIFEST ]] || continue
+        [[ -f $exe && $name != *.sh && $name != *.py && $name != *.toml && $name != MANIFEST ]] || continue
         cp "$exe" "$run_dir/$name" && chmod +x "$run_dir/$name"
     done
     for exe in "$run_dir"/*; do
@@ -112,18 +112,31 @@ main() {
         failures+=("no tests")
     fi
 
-    # -----------------------------------------------------------------------------
-    # GPU benchmark. Runs only when the bundle has a `worker` executable (see the
-    # matching section of scripts/build-gpu-bundle.sh); `worker bench --device cuda`
-    # does not exist yet, so fill in its arguments when it does.
-    note "benchmark"
+    note "a trial on the GPU: worker train deep-sigmoid-bn.toml --device cuda"
     if [[ -f $run_dir/worker ]]; then
-        timeout "$step_timeout" "$run_dir/worker" bench --device cuda \
-            || failures+=("worker bench")
-    else
-        echo "skipped: no $bundle/worker (the CUDA benchmark is not built yet)"
+        timeout "$step_timeout" "$run_dir/worker" train "$bundle/deep-sigmoid-bn.toml" --device cuda \
+            || failures+=("worker train --device cuda")
     fi
-    # -----------------------------------------------------------------------------
+
+    # GPU benchmark: our training throughput and PyTorch's on the same GPU, same shapes
+    # (3072-512-256-10 ReLU; + batch norm + dropout 0.2; 3072-(256x5)-10 sigmoid),
+    # batch 128, SGD momentum 0.9, 45,000 samples, best of 3 epochs each.
+    note "benchmark: worker bench --device cuda"
+    if [[ -f $run_dir/worker ]]; then
+        timeout "$step_timeout" "$run_dir/worker" bench --device cuda --epochs 3 \
+            || failures+=("worker bench")
+        note "benchmark: PyTorch on the same GPU"
+        local args
+        for args in "--hidden 512,256 --act relu" "--hidden 512,256 --act relu --bn --dropout 0.2" \
+            "--hidden 256,256,256,256,256 --act sigmoid"; do
+            echo "pytorch_gpu_bench.py $args"
+            # shellcheck disable=SC2086
+            timeout 120 python3 "$bundle/pytorch_gpu_bench.py" --epochs 3 $args \
+                || echo "PyTorch benchmark failed (only informative)"
+        done
+    else
+        echo "skipped: no $bundle/worker"
+    fi
 
     rm -rf "$run_dir"
 

@@ -1,13 +1,16 @@
 //! The gradient check of a trial: the trained network copied into f64 on the CPU, its
 //! loss (mean cross-entropy + L1/L2 penalty) differentiated by central differences on a
-//! fixed small batch, batch norm in training mode and dropout masks held fixed.
+//! fixed small batch, batch norm in training mode and dropout masks held fixed. The
+//! f64 analytic gradient is checked with PyTorch `gradcheck`'s tolerances; the trial
+//! device's own f32 gradient on the same batch and masks is checked beside it with f32
+//! tolerances.
 
 use crate::config::{GradCheckLayer, TrialConfig};
 use crate::data::Dataset;
 use crate::model::{Mlp, Mode};
-use crate::report::{GradCheckReport, LayerGradCheck};
+use crate::report::{DeviceGradCheck, GradCheckReport, LayerGradCheck};
 use crate::train::normalisation;
-use gradsweep_kernels::gradcheck::{self, Tolerance};
+use gradsweep_kernels::gradcheck::{self, EntryCheck, Tolerance};
 use gradsweep_kernels::{Backend, CpuBackend, Float, Result};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -16,31 +19,28 @@ use rand_chacha::ChaCha8Rng;
 /// Samples in the fixed batch of a gradient check.
 pub const GRADCHECK_ROWS: usize = 8;
 
+/// The dropout step whose masks the check holds fixed (never a training step).
+const CHECK_STEP: u64 = u64::MAX;
+
+fn download_f64<B: Backend>(backend: &B, buf: &B::Buf) -> Result<Vec<f64>> {
+    Ok(backend.download(buf)?.iter().map(|v| v.to_f64()).collect())
+}
+
 /// The model in f64 on one CPU thread, with the parameters of `model` (any backend).
 pub fn to_f64<B: Backend>(backend: &B, model: &Mlp<B>) -> Result<Mlp<CpuBackend<f64>>> {
     let cpu = CpuBackend::<f64>::new(1);
     let mut linear = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
-        let w = backend.download(&layer.weight.value)?;
-        let b = backend.download(&layer.bias.value)?;
         linear.push((
-            w.iter().map(|v| v.to_f64()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_f64()).collect::<Vec<_>>(),
+            download_f64(backend, &layer.weight.value)?,
+            download_f64(backend, &layer.bias.value)?,
         ));
     }
     let mut out = Mlp::new(&cpu, model.arch.clone(), &linear, GRADCHECK_ROWS)?;
     for (dst, src) in out.layers.iter_mut().zip(&model.layers) {
         if let (Some(d), Some(s)) = (&mut dst.bn, &src.bn) {
-            d.gamma.value = backend
-                .download(&s.gamma.value)?
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
-            d.beta.value = backend
-                .download(&s.beta.value)?
-                .iter()
-                .map(|v| v.to_f64())
-                .collect();
+            d.gamma.value = download_f64(backend, &s.gamma.value)?;
+            d.beta.value = download_f64(backend, &s.beta.value)?;
         }
     }
     Ok(out)
@@ -54,6 +54,7 @@ pub struct CheckBatch {
     classes: usize,
     l1: f64,
     l2: f64,
+    seed: u64,
 }
 
 impl CheckBatch {
@@ -79,6 +80,7 @@ impl CheckBatch {
             classes: data.classes,
             l1: config.regularization.l1.unwrap_or(0.0),
             l2: config.regularization.l2.unwrap_or(0.0),
+            seed: config.seed,
         }
     }
 
@@ -111,23 +113,22 @@ impl CheckBatch {
             .sum()
     }
 
-    /// Forward and backward: every parameter's gradient of [`CheckBatch::loss`].
-    pub fn gradients(&self, cpu: &CpuBackend<f64>, model: &mut Mlp<CpuBackend<f64>>) -> Result<()> {
-        model.forward(cpu, &self.x, self.rows, Mode::Frozen)?;
-        let mut acc = vec![0.0; 2];
+    /// Draws the check's fixed dropout masks into `model` and runs forward and
+    /// backward on `backend`: every parameter's gradient of [`CheckBatch::loss`].
+    pub fn gradients<B: Backend>(&self, backend: &B, model: &mut Mlp<B>) -> Result<()> {
+        let x: Vec<B::F> = self.x.iter().map(|&v| B::F::from_f64(v)).collect();
+        let x = backend.upload(&x)?;
+        let mut y = backend.zeros_idx(self.rows)?;
+        backend.write_idx(&mut y, &self.y)?;
+        model.draw_masks(backend, self.rows, self.seed, CHECK_STEP)?;
+        model.forward(backend, &x, self.rows, Mode::Frozen)?;
+        let mut acc = backend.zeros(2)?;
         let (logits, dlogits) = model.logits_and_grad();
-        cpu.softmax_xent(
-            logits,
-            &self.y,
-            self.rows,
-            self.classes,
-            Some(dlogits),
-            &mut acc,
-        )?;
-        model.backward(cpu, &self.x, self.rows)?;
+        backend.softmax_xent(logits, &y, self.rows, self.classes, Some(dlogits), &mut acc)?;
+        model.backward(backend, &x, self.rows)?;
         for layer in &mut model.layers {
             let len = layer.weight.len;
-            cpu.penalty_grad(
+            backend.penalty_grad(
                 &layer.weight.value,
                 &mut layer.weight.grad,
                 len,
@@ -137,6 +138,87 @@ impl CheckBatch {
         }
         Ok(())
     }
+}
+
+/// The entries of Linear layer `index` to check: `samples` of its weight and bias
+/// entries together (weights first), drawn with `seed`.
+fn pick(total: usize, samples: usize, seed: u64, index: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9));
+    let mut picked = sample(&mut rng, total, samples.min(total)).into_vec();
+    picked.sort_unstable();
+    picked
+}
+
+/// Central differences of the f64 loss at the `picked` entries of layer `index`.
+fn numeric(
+    cpu: &CpuBackend<f64>,
+    model: &mut Mlp<CpuBackend<f64>>,
+    batch: &CheckBatch,
+    index: usize,
+    picked: &[usize],
+) -> Result<Vec<f64>> {
+    fn entry(model: &mut Mlp<CpuBackend<f64>>, index: usize, i: usize) -> &mut f64 {
+        let layer = &mut model.layers[index];
+        let w_len = layer.weight.len;
+        if i < w_len {
+            &mut layer.weight.value[i]
+        } else {
+            &mut layer.bias.value[i - w_len]
+        }
+    }
+    gradcheck::numeric(picked, Tolerance::F64.eps, |i, delta| {
+        let saved = *entry(model, index, i);
+        *entry(model, index, i) = saved + delta;
+        let loss = batch.loss(cpu, model);
+        *entry(model, index, i) = saved;
+        loss
+    })
+}
+
+/// Judges one layer's analytic gradient (`weight ‖ bias`) at `picked` against `numeric`.
+fn judge(
+    name: String,
+    (weight_name, bias_name): (&str, &str),
+    w_len: usize,
+    analytic: &[f64],
+    picked: &[usize],
+    numeric: &[f64],
+    tolerance: Tolerance,
+) -> LayerGradCheck {
+    let entries: Vec<EntryCheck> = picked
+        .iter()
+        .zip(numeric)
+        .map(|(&index, &numeric)| EntryCheck {
+            index,
+            analytic: analytic[index],
+            numeric,
+        })
+        .collect();
+    let result = gradcheck::compare(&entries, tolerance);
+    LayerGradCheck {
+        layer: name,
+        checked: result.checked,
+        max_abs_error: result.max_abs_error,
+        max_rel_error: result.max_rel_error,
+        passed: result.passed,
+        worst: result.worst.map(|e| {
+            if e.index < w_len {
+                (weight_name.to_string(), e)
+            } else {
+                let mut e = e;
+                e.index -= w_len;
+                (bias_name.to_string(), e)
+            }
+        }),
+    }
+}
+
+fn layer_gradient<B: Backend>(backend: &B, model: &Mlp<B>, index: usize) -> Result<Vec<f64>> {
+    let layer = &model.layers[index];
+    let mut g = download_f64(backend, &layer.weight.grad)?;
+    g.truncate(layer.weight.len);
+    g.extend(download_f64(backend, &layer.bias.grad)?);
+    Ok(g)
 }
 
 /// Checks `samples` entries (weights and bias together, drawn with `seed`) of Linear
@@ -149,70 +231,27 @@ pub fn check_layer(
     samples: usize,
     seed: u64,
 ) -> Result<LayerGradCheck> {
-    let (w_len, b_len) = {
-        let layer = &model.layers[index];
-        (layer.weight.len, layer.bias.len)
-    };
-    let total = w_len + b_len;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9));
-    let mut picked = sample(&mut rng, total, samples.min(total)).into_vec();
-    picked.sort_unstable();
-    let entries: Vec<(usize, f64)> = picked
-        .iter()
-        .map(|&i| {
-            let layer = &model.layers[index];
-            let g = if i < w_len {
-                layer.weight.grad[i]
-            } else {
-                layer.bias.grad[i - w_len]
-            };
-            (i, g)
-        })
-        .collect();
-    let result = gradcheck::check(&entries, Tolerance::F64, |i, delta| {
-        fn entry(
-            model: &mut Mlp<CpuBackend<f64>>,
-            index: usize,
-            i: usize,
-            w_len: usize,
-        ) -> &mut f64 {
-            let layer = &mut model.layers[index];
-            if i < w_len {
-                &mut layer.weight.value[i]
-            } else {
-                &mut layer.bias.value[i - w_len]
-            }
-        }
-        let saved = *entry(model, index, i, w_len);
-        *entry(model, index, i, w_len) = saved + delta;
-        let loss = batch.loss(cpu, model);
-        *entry(model, index, i, w_len) = saved;
-        loss
-    })?;
+    let analytic = layer_gradient(cpu, model, index)?;
+    let picked = pick(analytic.len(), samples, seed, index);
+    let numeric = numeric(cpu, model, batch, index, &picked)?;
     let layer = &model.layers[index];
-    Ok(LayerGradCheck {
-        layer: format!("linear{}", index + 1),
-        checked: result.checked,
-        max_abs_error: result.max_abs_error,
-        max_rel_error: result.max_rel_error,
-        passed: result.passed,
-        worst: result.worst.map(|e| {
-            if e.index < w_len {
-                (layer.weight.name.clone(), e)
-            } else {
-                let mut e = e;
-                e.index -= w_len;
-                (layer.bias.name.clone(), e)
-            }
-        }),
-    })
+    Ok(judge(
+        format!("linear{}", index + 1),
+        (&layer.weight.name, &layer.bias.name),
+        layer.weight.len,
+        &analytic,
+        &picked,
+        &numeric,
+        Tolerance::F64,
+    ))
 }
 
-/// The gradient check a trial's config asks for, on `model` (any backend); `None` when
-/// the config says `layer = "none"`.
+/// The gradient check a trial's config asks for, on `model` (trained on `backend`);
+/// `None` when the config says `layer = "none"`. The model's activation buffers are
+/// overwritten; its parameters and running statistics are not.
 pub fn check_trial<B: Backend>(
     backend: &B,
-    model: &Mlp<B>,
+    model: &mut Mlp<B>,
     config: &TrialConfig,
     data: &Dataset,
 ) -> Result<Option<GradCheckReport>> {
@@ -224,24 +263,55 @@ pub fn check_trial<B: Backend>(
     let cpu = CpuBackend::<f64>::new(1);
     let mut m64 = to_f64(backend, model)?;
     let batch = CheckBatch::new(config, data);
-    m64.draw_masks(&cpu, batch.rows, config.seed, u64::MAX)?;
     batch.gradients(&cpu, &mut m64)?;
-    let mut reports = Vec::with_capacity(layers.len());
-    for index in layers {
-        reports.push(check_layer(
-            &cpu,
-            &mut m64,
-            &batch,
-            index,
-            config.gradcheck.samples,
-            config.seed,
-        )?);
+    let device_ok = model.max_rows() >= batch.rows;
+    if device_ok {
+        batch.gradients(backend, model)?;
     }
+    let mut f64_layers = Vec::with_capacity(layers.len());
+    let mut device_layers = Vec::with_capacity(layers.len());
+    for index in layers {
+        let analytic = layer_gradient(&cpu, &m64, index)?;
+        let picked = pick(analytic.len(), config.gradcheck.samples, config.seed, index);
+        let numeric = numeric(&cpu, &mut m64, &batch, index, &picked)?;
+        let layer = &m64.layers[index];
+        let names = (layer.weight.name.as_str(), layer.bias.name.as_str());
+        let name = format!("linear{}", index + 1);
+        let w_len = layer.weight.len;
+        f64_layers.push(judge(
+            name.clone(),
+            names,
+            w_len,
+            &analytic,
+            &picked,
+            &numeric,
+            Tolerance::F64,
+        ));
+        if device_ok {
+            let device_grad = layer_gradient(backend, model, index)?;
+            device_layers.push(judge(
+                name,
+                names,
+                w_len,
+                &device_grad,
+                &picked,
+                &numeric,
+                Tolerance::F32,
+            ));
+        }
+    }
+    let device = device_ok.then(|| DeviceGradCheck {
+        device: backend.name(),
+        tolerance: Tolerance::F32,
+        passed: device_layers.iter().all(|r| r.passed),
+        layers: device_layers,
+    });
     Ok(Some(GradCheckReport {
         dtype: "f64".into(),
         batch: batch.rows,
         tolerance: Tolerance::F64,
-        passed: reports.iter().all(|r| r.passed),
-        layers: reports,
+        passed: f64_layers.iter().all(|r| r.passed),
+        layers: f64_layers,
+        device,
     }))
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: the trial file (TOML): parsing, defaults and validation with key paths.
 //! - [`data`]: datasets held as `u8` (built-in `synthetic:` glyphs so far).
+//! - [`device`]: `--device auto|cpu|cuda:N`, probed at run time.
 //! - [`init`]: PyTorch's weight initialisation schemes.
 //! - [`model`]: the MLP on any [`gradsweep_kernels::Backend`]: forward, backward.
 //! - [`train`]: the training loop, evaluation and per-layer diagnostics.
@@ -16,6 +17,7 @@ pub mod bench;
 pub mod check;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod init;
 pub mod model;
 pub mod report;

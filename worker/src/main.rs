@@ -35,7 +35,8 @@ enum Command {
         /// Threads for the CPU backend's matrix multiplies [default: all cores].
         #[arg(long, env = "GRADSWEEP_THREADS")]
         threads: Option<usize>,
-        /// Where to train: `auto` (the GPU when one is usable, else the CPU) or `cpu`.
+        /// Where to train: `auto` (GPU 0 when the CUDA driver loads and sees a GPU,
+        /// else the CPU), `cpu`, `cuda` or `cuda:N`.
         #[arg(long, default_value = "auto")]
         device: String,
     },
@@ -63,6 +64,9 @@ enum Command {
         /// Threads for the CPU backend [default: all cores].
         #[arg(long, env = "GRADSWEEP_THREADS")]
         threads: Option<usize>,
+        /// Where to train: `auto`, `cpu`, `cuda` or `cuda:N` (as for `train`).
+        #[arg(long, default_value = "auto")]
+        device: String,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -70,6 +74,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when stdout's reader goes away
+    // (`worker train t.toml | head`) instead of panicking on the broken pipe.
+    // SAFETY: restoring the default disposition of SIGPIPE at the start of main, before
+    // any thread exists, has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = Args::parse();
     let result = match args.command {
         Command::Train {
@@ -84,8 +95,9 @@ fn main() -> ExitCode {
             epochs,
             batch,
             threads,
+            device,
             json,
-        } => cli::bench(&cases, n, epochs, batch, threads, json),
+        } => cli::bench(&cases, n, epochs, batch, threads, &device, json),
     };
     match result {
         Ok(code) => code,

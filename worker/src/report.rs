@@ -180,6 +180,22 @@ pub struct GradCheckReport {
     pub layers: Vec<LayerGradCheck>,
     /// True when every layer passed.
     pub passed: bool,
+    /// The gradient the trial's own device computes (f32), against the same f64
+    /// numeric derivatives, with f32 tolerances; `None` when it could not be run.
+    pub device: Option<DeviceGradCheck>,
+}
+
+/// The trial device's own f32 gradient, checked against the f64 numeric one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceGradCheck {
+    /// The device (`cpu f32 (2 threads)`, `cuda:0 …`).
+    pub device: String,
+    /// Tolerances used (f32's).
+    pub tolerance: Tolerance,
+    /// One entry per checked layer, the same entries as the f64 check.
+    pub layers: Vec<LayerGradCheck>,
+    /// True when every layer passed.
+    pub passed: bool,
 }
 
 /// How a trial ended.

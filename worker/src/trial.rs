@@ -90,7 +90,7 @@ pub fn run<B: Backend>(
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrialRecord, TrialError> {
     let started = Instant::now();
-    let trained = train::train(backend, config, data, on_event)?;
+    let mut trained = train::train(backend, config, data, on_event)?;
     let (gradcheck, gradcheck_skipped) = match trained.outcome {
         Outcome::Diverged { epoch } => (
             None,
@@ -98,10 +98,12 @@ pub fn run<B: Backend>(
                 "the trial diverged in epoch {epoch}: its weights are not finite"
             )),
         ),
-        Outcome::Completed => match check::check_trial(backend, &trained.model, config, data)? {
-            Some(report) => (Some(report), None),
-            None => (None, Some("turned off (gradcheck.layer = \"none\")".into())),
-        },
+        Outcome::Completed => {
+            match check::check_trial(backend, &mut trained.model, config, data)? {
+                Some(report) => (Some(report), None),
+                None => (None, Some("turned off (gradcheck.layer = \"none\")".into())),
+            }
+        }
     };
     Ok(TrialRecord {
         config: config.clone(),

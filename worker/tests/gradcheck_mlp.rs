@@ -69,8 +69,8 @@ fn every_block_combination_passes_in_f64() {
                     let mut reg = *reg;
                     reg.dropout = dropout;
                     let config = config(activation, batchnorm, reg);
-                    let m = model(&config, &data);
-                    let report = check::check_trial(&cpu, &m, &config, &data)
+                    let mut m = model(&config, &data);
+                    let report = check::check_trial(&cpu, &mut m, &config, &data)
                         .expect("check runs")
                         .expect("check is on");
                     for layer in &report.layers {

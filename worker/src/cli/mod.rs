@@ -3,10 +3,11 @@
 mod render;
 
 use anyhow::{Context, Result, bail};
-use gradsweep_kernels::CpuBackend;
 use gradsweep_worker::config::TrialConfig;
+use gradsweep_worker::device;
 use gradsweep_worker::train::Event;
 use gradsweep_worker::trial;
+use gradsweep_worker::with_backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -29,13 +30,12 @@ fn cpu_threads(threads: Option<usize>) -> Result<usize> {
 /// `worker train`.
 pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> Result<ExitCode> {
     let config = TrialConfig::from_file(path).map_err(anyhow::Error::msg)?;
-    match device {
-        "auto" | "cpu" => {}
-        other => bail!("--device: unknown device \"{other}\"; expected auto or cpu"),
-    }
     let threads = cpu_threads(threads)?;
+    let (device, note) = device::resolve(device, threads)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
     let data = trial::load_data(&config)?;
-    let backend = CpuBackend::<f32>::new(threads);
 
     let show = std::io::stderr().is_terminal();
     let bar = if show {
@@ -52,10 +52,7 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
         ProgressBar::hidden()
     };
     if !json {
-        println!(
-            "{}",
-            render::header(&config, &data, &gradsweep_kernels::Backend::name(&backend))
-        );
+        println!("{}", render::header(&config, &data, &device.name()));
         println!("{}", render::epoch_header());
     }
     let mut on_event = |event: Event<'_>| match event {
@@ -71,7 +68,7 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
             }
         }
     };
-    let record = trial::run(&backend, &config, &data, &mut on_event)?;
+    let record = with_backend!(&device, |b| trial::run(b, &config, &data, &mut on_event))?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&record)?);
@@ -101,6 +98,7 @@ pub fn bench(
     epochs: u32,
     batch: usize,
     threads: Option<usize>,
+    device: &str,
     json: bool,
 ) -> Result<ExitCode> {
     use gradsweep_worker::bench;
@@ -125,15 +123,18 @@ pub fn bench(
             .collect::<Result<_>>()?
     };
     let threads = cpu_threads(threads)?;
-    let backend = CpuBackend::<f32>::new(threads);
-    let device = gradsweep_kernels::Backend::name(&backend);
+    let (device, note) = device::resolve(device, threads)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    let device_name = device.name();
     let machine = cpu_model();
     let data = bench::cifar_shaped(n, 0);
     if !json {
         println!(
             "worker bench: {n} CIFAR-shaped samples (3×32×32 u8), batch {batch}, SGD momentum 0.9"
         );
-        println!("device {device} on {machine}");
+        println!("device {device_name} on {machine}");
     }
     let mut results = Vec::new();
     for case in &chosen {
@@ -148,7 +149,14 @@ pub fn bench(
                 bar.inc(1);
             }
         };
-        let result = bench::run(&backend, case, &data, epochs, batch, &mut on_event)?;
+        let result = with_backend!(&device, |b| bench::run(
+            b,
+            case,
+            &data,
+            epochs,
+            batch,
+            &mut on_event
+        ))?;
         bar.finish_and_clear();
         if !json {
             println!(
@@ -168,7 +176,7 @@ pub fn bench(
     }
     if json {
         let out = serde_json::json!({
-            "device": device,
+            "device": device_name,
             "machine": machine,
             "threads": threads,
             "n": n,

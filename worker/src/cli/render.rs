@@ -176,23 +176,18 @@ pub fn summary(record: &TrialRecord) -> String {
                 t.rtol,
                 if g.passed { "PASSED" } else { "FAILED" }
             );
-            for l in &g.layers {
+            gradcheck_layers(&mut out, &g.layers);
+            if let Some(d) = &g.device {
+                let t = d.tolerance;
                 let _ = writeln!(
                     out,
-                    "  {:<9} {:>4} entries  max abs err {:.2e}  max rel err {:.2e}  {}",
-                    l.layer,
-                    l.checked,
-                    l.max_abs_error,
-                    l.max_rel_error,
-                    if l.passed { "ok" } else { "FAILED" }
+                    "the device's own f32 gradient ({}) against the same numeric one, pass when |a − n| ≤ {:.0e} + {:.0e}·|n|: {}",
+                    d.device,
+                    t.atol,
+                    t.rtol,
+                    if d.passed { "PASSED" } else { "FAILED" }
                 );
-                if let Some((param, e)) = &l.worst {
-                    let _ = writeln!(
-                        out,
-                        "      worst: {param}[{}] analytic {:.6e} numeric {:.6e}",
-                        e.index, e.analytic, e.numeric
-                    );
-                }
+                gradcheck_layers(&mut out, &d.layers);
             }
         }
         (None, Some(why)) => {
@@ -201,4 +196,25 @@ pub fn summary(record: &TrialRecord) -> String {
         (None, None) => {}
     }
     out
+}
+
+fn gradcheck_layers(out: &mut String, layers: &[report::LayerGradCheck]) {
+    for l in layers {
+        let _ = writeln!(
+            out,
+            "  {:<9} {:>4} entries  max abs err {:.2e}  max rel err {:.2e}  {}",
+            l.layer,
+            l.checked,
+            l.max_abs_error,
+            l.max_rel_error,
+            if l.passed { "ok" } else { "FAILED" }
+        );
+        if let Some((param, e)) = &l.worst {
+            let _ = writeln!(
+                out,
+                "      worst: {param}[{}] analytic {:.6e} numeric {:.6e}",
+                e.index, e.analytic, e.numeric
+            );
+        }
+    }
 }
