@@ -7,7 +7,7 @@
 
 use crate::config::{GradCheckLayer, TrialConfig};
 use crate::data::Dataset;
-use crate::model::{Mlp, Mode};
+use crate::model::{Mlp, Mode, pytorch_index, transposed};
 use crate::report::{DeviceGradCheck, GradCheckReport, LayerGradCheck};
 use crate::train::normalisation;
 use gradsweep_kernels::gradcheck::{self, EntryCheck, Tolerance};
@@ -31,8 +31,9 @@ pub fn to_f64<B: Backend>(backend: &B, model: &Mlp<B>) -> Result<Mlp<CpuBackend<
     let cpu = CpuBackend::<f64>::new(1);
     let mut linear = Vec::with_capacity(model.layers.len());
     for layer in &model.layers {
+        let wt = download_f64(backend, &layer.weight.value)?;
         linear.push((
-            download_f64(backend, &layer.weight.value)?,
+            transposed(&wt[..layer.weight.len], layer.inputs, layer.outputs),
             download_f64(backend, &layer.bias.value)?,
         ));
     }
@@ -175,11 +176,12 @@ fn numeric(
     })
 }
 
-/// Judges one layer's analytic gradient (`weight ‖ bias`) at `picked` against `numeric`.
+/// Judges one layer's analytic gradient (`weight ‖ bias`) at `picked` against `numeric`;
+/// a failing weight entry is reported by its PyTorch index (`W` is `outputs × inputs`).
 fn judge(
     name: String,
     (weight_name, bias_name): (&str, &str),
-    w_len: usize,
+    (inputs, outputs): (usize, usize),
     analytic: &[f64],
     picked: &[usize],
     numeric: &[f64],
@@ -202,7 +204,10 @@ fn judge(
         max_rel_error: result.max_rel_error,
         passed: result.passed,
         worst: result.worst.map(|e| {
+            let w_len = inputs * outputs;
             if e.index < w_len {
+                let mut e = e;
+                e.index = pytorch_index(e.index, inputs, outputs);
                 (weight_name.to_string(), e)
             } else {
                 let mut e = e;
@@ -238,7 +243,7 @@ pub fn check_layer(
     Ok(judge(
         format!("linear{}", index + 1),
         (&layer.weight.name, &layer.bias.name),
-        layer.weight.len,
+        (layer.inputs, layer.outputs),
         &analytic,
         &picked,
         &numeric,
@@ -277,11 +282,11 @@ pub fn check_trial<B: Backend>(
         let layer = &m64.layers[index];
         let names = (layer.weight.name.as_str(), layer.bias.name.as_str());
         let name = format!("linear{}", index + 1);
-        let w_len = layer.weight.len;
+        let shape = (layer.inputs, layer.outputs);
         f64_layers.push(judge(
             name.clone(),
             names,
-            w_len,
+            shape,
             &analytic,
             &picked,
             &numeric,
@@ -292,7 +297,7 @@ pub fn check_trial<B: Backend>(
             device_layers.push(judge(
                 name,
                 names,
-                w_len,
+                shape,
                 &device_grad,
                 &picked,
                 &numeric,

@@ -38,8 +38,25 @@ impl Architecture {
     }
 }
 
-/// One Linear layer's `(weight, bias)` on the host: `outputs × inputs` and `outputs`.
+/// One Linear layer's `(weight, bias)` on the host, in PyTorch's layout: W is
+/// `outputs × inputs`, the bias `outputs`.
 pub type LinearParams<F> = (Vec<F>, Vec<F>);
+
+/// `x` (`rows × cols`, row-major) transposed.
+pub fn transposed<F: Copy>(x: &[F], rows: usize, cols: usize) -> Vec<F> {
+    let mut out = Vec::with_capacity(x.len());
+    for c in 0..cols {
+        out.extend((0..rows).map(|r| x[r * cols + c]));
+    }
+    out
+}
+
+/// The PyTorch flat index (`W[o, i]` at `o·inputs + i`) of entry `stored` of a weight
+/// held as Wᵀ (`inputs × outputs`).
+pub fn pytorch_index(stored: usize, inputs: usize, outputs: usize) -> usize {
+    let (i, o) = (stored / outputs, stored % outputs);
+    o * inputs + i
+}
 
 /// A trainable tensor with its gradient and optimiser state.
 pub struct Param<B: Backend> {
@@ -95,7 +112,9 @@ pub struct Layer<B: Backend> {
     pub inputs: usize,
     /// Output features.
     pub outputs: usize,
-    /// `outputs × inputs`, as PyTorch stores it.
+    /// Wᵀ, `inputs × outputs` (PyTorch stores W, `outputs × inputs`): the forward
+    /// product `x·Wᵀ` then has the layout matrix-multiply kernels run fastest, and so
+    /// does the first layer's weight gradient; see [`pytorch_index`] for reporting.
     pub weight: Param<B>,
     /// `outputs`.
     pub bias: Param<B>,
@@ -154,7 +173,7 @@ pub struct Mlp<B: Backend> {
 
 impl<B: Backend> Mlp<B> {
     /// Builds the model with the given Linear parameters (`(weight, bias)` per layer, in
-    /// [`Architecture::linear_shapes`] order), batch norm at γ = 1, β = 0, running
+    /// [`Architecture::linear_shapes`] order, PyTorch's layout), batch norm at γ = 1, β = 0, running
     /// mean 0 and variance 1, buffers for batches of up to `max_rows`.
     pub fn new(
         backend: &B,
@@ -206,7 +225,12 @@ impl<B: Backend> Mlp<B> {
             layers.push(Layer {
                 inputs,
                 outputs,
-                weight: Param::new(backend, format!("linear{n}.weight"), w, true)?,
+                weight: Param::new(
+                    backend,
+                    format!("linear{n}.weight"),
+                    &transposed(w, outputs, inputs),
+                    true,
+                )?,
                 bias: Param::new(backend, format!("linear{n}.bias"), b, false)?,
                 bn,
                 activation: if hidden {
@@ -294,7 +318,7 @@ impl<B: Backend> Mlp<B> {
                         input,
                         Transpose::No,
                         &layer.weight.value,
-                        Transpose::Yes,
+                        Transpose::No,
                         &mut bn.z,
                         m,
                         n,
@@ -339,7 +363,7 @@ impl<B: Backend> Mlp<B> {
                         input,
                         Transpose::No,
                         &layer.weight.value,
-                        Transpose::Yes,
+                        Transpose::No,
                         &mut layer.a,
                         m,
                         n,
@@ -411,15 +435,15 @@ impl<B: Backend> Mlp<B> {
                     } else {
                         &prev.a
                     };
-                    // dW = dzᵀ·x, dx = dz·W.
+                    // d(Wᵀ) = xᵀ·dz, dx = dz·(Wᵀ)ᵀ.
                     backend.matmul(
-                        dz,
-                        Transpose::Yes,
                         input,
+                        Transpose::Yes,
+                        dz,
                         Transpose::No,
                         &mut layer.weight.grad,
-                        n,
                         k,
+                        n,
                         m,
                         zero,
                     )?;
@@ -427,7 +451,7 @@ impl<B: Backend> Mlp<B> {
                         dz,
                         Transpose::No,
                         &layer.weight.value,
-                        Transpose::No,
+                        Transpose::Yes,
                         &mut prev.grad_out,
                         m,
                         k,
@@ -437,13 +461,13 @@ impl<B: Backend> Mlp<B> {
                 }
                 None => {
                     backend.matmul(
-                        dz,
-                        Transpose::Yes,
                         x,
+                        Transpose::Yes,
+                        dz,
                         Transpose::No,
                         &mut layer.weight.grad,
-                        n,
                         k,
+                        n,
                         m,
                         zero,
                     )?;

@@ -7,7 +7,7 @@ use gradsweep_worker::config::{
     GradCheckConfig, GradCheckLayer, Init, Regularization, TrialConfig,
 };
 use gradsweep_worker::data::{Dataset, ImageShape, Split};
-use gradsweep_worker::model::Mlp;
+use gradsweep_worker::model::{Mlp, pytorch_index};
 use gradsweep_worker::train::{architecture, initial_params};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -121,13 +121,15 @@ fn a_corrupted_gradient_is_reported_with_its_entry() {
     let mut m = model(&config, &data);
     let batch = CheckBatch::new(&config, &data);
     batch.gradients(&cpu, &mut m).unwrap();
-    // A backward pass with a bug in one entry of linear2's weight gradient.
+    // A backward pass with a bug in one entry of linear2's weight gradient (held as
+    // Wᵀ: stored entry 7 of the 5×4 Wᵀ is W[3, 1], PyTorch's flat index 3·5 + 1).
     m.layers[1].weight.grad[7] += 1e-3;
+    assert_eq!(pytorch_index(7, 5, 4), 16);
     let report = check::check_layer(&cpu, &mut m, &batch, 1, 10_000, 0).unwrap();
     assert!(!report.passed);
     let (param, entry) = report.worst.expect("the failing entry is reported");
     assert_eq!(param, "linear2.weight");
-    assert_eq!(entry.index, 7);
+    assert_eq!(entry.index, 16);
     assert!(report.max_abs_error > 5e-4);
     // The other layers are untouched and still pass.
     let ok = check::check_layer(&cpu, &mut m, &batch, 0, 10_000, 0).unwrap();
