@@ -10,8 +10,14 @@ mod reduce;
 
 pub use matmul::{PARALLEL_MIN_FLOPS, TRANSPOSE_MIN_ELEMENTS, transpose};
 
+/// From this many elements up, optimiser steps split the work over the threads.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
+/// Elements per parallel task of an elementwise op.
+const ELEMENT_CHUNK: usize = 1 << 14;
+
 use crate::error::check_len;
 use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Float, Result, Transpose};
+use rayon::prelude::*;
 use std::marker::PhantomData;
 use std::sync::Mutex;
 
@@ -342,14 +348,23 @@ impl<T: Float> Backend for CpuBackend<T> {
         for (name, l) in [("w", w.len()), ("g", g.len()), ("velocity", velocity.len())] {
             check_len("sgd_step", name, l, len)?;
         }
-        optim::sgd(
-            &mut w[..len],
-            &g[..len],
-            &mut velocity[..len],
-            lr,
-            momentum,
-            weight_decay,
-        );
+        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
+            // Each element's update is independent: chunks give the same bits.
+            w[..len]
+                .par_chunks_mut(ELEMENT_CHUNK)
+                .zip(velocity[..len].par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
+                .for_each(|((w, v), g)| optim::sgd(w, g, v, lr, momentum, weight_decay));
+        } else {
+            optim::sgd(
+                &mut w[..len],
+                &g[..len],
+                &mut velocity[..len],
+                lr,
+                momentum,
+                weight_decay,
+            );
+        }
         Ok(())
     }
 
@@ -374,17 +389,28 @@ impl<T: Float> Backend for CpuBackend<T> {
         ] {
             check_len("adam_step", name, l, len)?;
         }
-        optim::adam(
-            &mut w[..len],
-            &g[..len],
-            &mut m[..len],
-            &mut v[..len],
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            step,
-        );
+        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
+            w[..len]
+                .par_chunks_mut(ELEMENT_CHUNK)
+                .zip(m[..len].par_chunks_mut(ELEMENT_CHUNK))
+                .zip(v[..len].par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
+                .for_each(|(((w, m), v), g)| {
+                    optim::adam(w, g, m, v, lr, betas, eps, weight_decay, step)
+                });
+        } else {
+            optim::adam(
+                &mut w[..len],
+                &g[..len],
+                &mut m[..len],
+                &mut v[..len],
+                lr,
+                betas,
+                eps,
+                weight_decay,
+                step,
+            );
+        }
         Ok(())
     }
 
@@ -409,5 +435,50 @@ impl<T: Float> Backend for CpuBackend<T> {
     fn dead_columns(&self, x: &Vec<T>, rows: usize, cols: usize) -> Result<usize> {
         check_len("dead_columns", "x", x.len(), rows * cols)?;
         Ok(reduce::dead_columns(x, rows, cols))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_optimiser_steps_give_the_single_threaded_bits() {
+        let len = PARALLEL_MIN_ELEMENTS * 3 + 17;
+        let w0: Vec<f32> = (0..len)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 900.0)
+            .collect();
+        let g: Vec<f32> = (0..len)
+            .map(|i| ((i * 104_729 % 997) as f32 - 498.0) / 700.0)
+            .collect();
+        let run = |threads: usize| {
+            let cpu = CpuBackend::<f32>::new(threads);
+            let (mut w_sgd, mut vel) = (w0.clone(), vec![0.0; len]);
+            let (mut w_adam, mut m, mut v) = (w0.clone(), vec![0.0; len], vec![0.0; len]);
+            for step in 1..=3 {
+                cpu.sgd_step(&mut w_sgd, &g, &mut vel, len, 0.1, 0.9, 1e-2)
+                    .unwrap();
+                cpu.adam_step(
+                    &mut w_adam,
+                    &g,
+                    &mut m,
+                    &mut v,
+                    len,
+                    1e-3,
+                    (0.9, 0.999),
+                    1e-8,
+                    1e-2,
+                    step,
+                )
+                .unwrap();
+            }
+            (w_sgd, vel, w_adam, m, v)
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let parallel = pool.install(|| run(2));
+        assert_eq!(parallel, run(1));
     }
 }
