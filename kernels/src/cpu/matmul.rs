@@ -8,15 +8,7 @@ use gemm::Parallelism;
 /// gains.
 pub const PARALLEL_MIN_FLOPS: usize = 1 << 21;
 
-/// From this many elements of `b` up, `a·bᵀ` first transposes `b` (see [`matmul`]).
-pub const TRANSPOSE_MIN_ELEMENTS: usize = 1 << 14;
-
 /// `c[m×n] = op(a)·op(b) + beta·c` on row-major slices (see [`crate::Backend::matmul`]).
-///
-/// `a·bᵀ` with both operands row-major (the forward pass `x·Wᵀ`) has the inner
-/// dimension contiguous in both, a layout on which `gemm` runs at half speed and does
-/// not parallelise; for a large `b` it pays to transpose `b` into `scratch` (a few
-/// hundred microseconds for a 512×3072 weight) and multiply in the fast layout.
 pub fn matmul<T: Float>(
     a: &[T],
     ta: Transpose,
@@ -28,52 +20,11 @@ pub fn matmul<T: Float>(
     k: usize,
     beta: T,
     threads: usize,
-    scratch: &mut Vec<T>,
 ) {
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
-    if ta == Transpose::No && tb == Transpose::Yes && n * k >= TRANSPOSE_MIN_ELEMENTS {
-        if scratch.len() < n * k {
-            scratch.resize(n * k, T::ZERO);
-        }
-        transpose(&b[..n * k], n, k, &mut scratch[..n * k]);
-        return gemm_row_major(a, ta, scratch, Transpose::No, c, m, n, k, beta, threads);
-    }
-    gemm_row_major(a, ta, b, tb, c, m, n, k, beta, threads)
-}
-
-/// `out[k×n] = xᵀ` for row-major `x[n×k]`, in cache-sized tiles.
-pub fn transpose<T: Float>(x: &[T], n: usize, k: usize, out: &mut [T]) {
-    const TILE: usize = 16;
-    for i0 in (0..n).step_by(TILE) {
-        let i1 = (i0 + TILE).min(n);
-        for j0 in (0..k).step_by(TILE) {
-            let j1 = (j0 + TILE).min(k);
-            for i in i0..i1 {
-                let row = &x[i * k..(i + 1) * k];
-                for j in j0..j1 {
-                    out[j * n + i] = row[j];
-                }
-            }
-        }
-    }
-}
-
-/// [`matmul`] without the transposition: one `gemm` call, transposes as strides.
-fn gemm_row_major<T: Float>(
-    a: &[T],
-    ta: Transpose,
-    b: &[T],
-    tb: Transpose,
-    c: &mut [T],
-    m: usize,
-    n: usize,
-    k: usize,
-    beta: T,
-    threads: usize,
-) {
     // Row-major `op(a)` (m×k): element (i, p) lives at i*k + p, or at p*m + i when
     // stored transposed. `gemm` takes (column stride, row stride) per operand.
     let (a_cs, a_rs) = match ta {
@@ -163,49 +114,16 @@ mod tests {
             for tb in [Transpose::No, Transpose::Yes] {
                 let want = naive(&a, ta, &b, tb, m, n, k);
                 let mut c = vec![f64::NAN; m * n];
-                matmul(&a, ta, &b, tb, &mut c, m, n, k, 0.0, 1, &mut Vec::new());
+                matmul(&a, ta, &b, tb, &mut c, m, n, k, 0.0, 1);
                 for (x, y) in c.iter().zip(&want) {
                     assert!((x - y).abs() < 1e-12, "{ta:?} {tb:?}: {x} vs {y}");
                 }
                 // beta = 1 accumulates.
                 let mut acc = vec![1.0; m * n];
-                matmul(&a, ta, &b, tb, &mut acc, m, n, k, 1.0, 2, &mut Vec::new());
+                matmul(&a, ta, &b, tb, &mut acc, m, n, k, 1.0, 2);
                 for (x, y) in acc.iter().zip(&want) {
                     assert!((x - (y + 1.0)).abs() < 1e-12);
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn a_times_b_transposed_through_the_scratch_matches_the_definition() {
-        // n·k above TRANSPOSE_MIN_ELEMENTS, odd sizes so tiles have remainders.
-        let (m, n, k) = (9, 131, 257);
-        assert!(n * k >= TRANSPOSE_MIN_ELEMENTS);
-        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.13).sin()).collect();
-        let b: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.29).cos()).collect();
-        let want = naive(&a, Transpose::No, &b, Transpose::Yes, m, n, k);
-        let mut scratch = vec![f64::NAN; 7]; // stale contents and too short
-        for beta in [0.0, 1.0] {
-            let mut c = vec![0.5; m * n];
-            matmul(
-                &a,
-                Transpose::No,
-                &b,
-                Transpose::Yes,
-                &mut c,
-                m,
-                n,
-                k,
-                beta,
-                2,
-                &mut scratch,
-            );
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (x - (y + 0.5 * beta)).abs() < 1e-10,
-                    "beta {beta}: {x} vs {y}"
-                );
             }
         }
     }
@@ -232,7 +150,6 @@ mod tests {
             k,
             0.0,
             1,
-            &mut Vec::new(),
         );
         matmul(
             &a,
@@ -245,7 +162,6 @@ mod tests {
             k,
             0.0,
             2,
-            &mut Vec::new(),
         );
         assert_eq!(one, two);
     }

@@ -8,7 +8,7 @@ mod norm;
 mod optim;
 mod reduce;
 
-pub use matmul::{PARALLEL_MIN_FLOPS, TRANSPOSE_MIN_ELEMENTS, transpose};
+pub use matmul::PARALLEL_MIN_FLOPS;
 
 /// From this many elements up, optimiser steps split the work over the threads.
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
@@ -19,21 +19,12 @@ use crate::error::check_len;
 use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Float, Result, Transpose};
 use rayon::prelude::*;
 use std::marker::PhantomData;
-use std::sync::Mutex;
 
 /// The CPU backend in element type `T` (`f32` to train, `f64` to check gradients).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CpuBackend<T> {
     threads: usize,
-    /// Reused by matrix multiplies that transpose an operand first.
-    scratch: Mutex<Vec<T>>,
     _elem: PhantomData<T>,
-}
-
-impl<T: Float> Clone for CpuBackend<T> {
-    fn clone(&self) -> Self {
-        CpuBackend::new(self.threads)
-    }
 }
 
 impl<T: Float> CpuBackend<T> {
@@ -41,7 +32,6 @@ impl<T: Float> CpuBackend<T> {
     pub fn new(threads: usize) -> Self {
         CpuBackend {
             threads: threads.max(1),
-            scratch: Mutex::new(Vec::new()),
             _elem: PhantomData,
         }
     }
@@ -172,10 +162,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         check_len("matmul", "a", a.len(), m * k)?;
         check_len("matmul", "b", b.len(), k * n)?;
         check_len("matmul", "c", c.len(), m * n)?;
-        // A poisoned lock only means another call panicked mid-transpose; the scratch
-        // holds no state worth keeping.
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        matmul::matmul(a, ta, b, tb, c, m, n, k, beta, self.threads, &mut scratch);
+        matmul::matmul(a, ta, b, tb, c, m, n, k, beta, self.threads);
         Ok(())
     }
 
