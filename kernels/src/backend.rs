@@ -55,8 +55,10 @@ pub trait Backend {
     type F: Float;
     /// A buffer of `F` on the device.
     type Buf;
-    /// A buffer of bytes on the device (datasets, as `u8`).
-    type Bytes;
+    /// A buffer of bytes on the device (datasets, as `u8`). It may borrow the host
+    /// bytes it was made from: the CPU backend trains straight from the dataset in
+    /// memory instead of holding a second copy of it.
+    type Bytes<'a>;
     /// A buffer of `u32` on the device (sample orders, labels).
     type Idx;
 
@@ -72,7 +74,7 @@ pub trait Backend {
     /// The whole buffer, on the host.
     fn download(&self, buf: &Self::Buf) -> Result<Vec<Self::F>>;
     /// A byte buffer holding `host`.
-    fn upload_bytes(&self, host: &[u8]) -> Result<Self::Bytes>;
+    fn upload_bytes<'a>(&self, host: &'a [u8]) -> Result<Self::Bytes<'a>>;
     /// An index buffer of `len` zeros.
     fn zeros_idx(&self, len: usize) -> Result<Self::Idx>;
     /// Overwrites the start of `dst` with `host`.
@@ -87,8 +89,8 @@ pub trait Backend {
     /// per-channel standardisation folded into one multiply-add) and `y[r] = labels[i]`.
     fn gather_batch(
         &self,
-        images: &Self::Bytes,
-        labels: &Self::Bytes,
+        images: &Self::Bytes<'_>,
+        labels: &Self::Bytes<'_>,
         order: &Self::Idx,
         start: usize,
         rows: usize,

@@ -79,15 +79,15 @@ fn to_f<F: Float>(v: &[f64]) -> Vec<F> {
     v.iter().map(|&x| F::from_f64(x)).collect()
 }
 
-/// A split uploaded to the device.
-struct DeviceSplit<B: Backend> {
-    images: B::Bytes,
-    labels: B::Bytes,
+/// A split on the device (borrowing the host bytes where the backend can).
+struct DeviceSplit<'a, B: Backend> {
+    images: B::Bytes<'a>,
+    labels: B::Bytes<'a>,
     len: usize,
 }
 
-impl<B: Backend> DeviceSplit<B> {
-    fn new(backend: &B, split: &crate::data::Split) -> gradsweep_kernels::Result<Self> {
+impl<'a, B: Backend> DeviceSplit<'a, B> {
+    fn new(backend: &B, split: &'a crate::data::Split) -> gradsweep_kernels::Result<Self> {
         Ok(DeviceSplit {
             images: backend.upload_bytes(&split.images)?,
             labels: backend.upload_bytes(&split.labels)?,
@@ -247,33 +247,34 @@ pub fn train<B: Backend>(
                 outcome: Outcome::Diverged { epoch },
             });
         }
-        let mut eval =
-            |split: &DeviceSplit<B>, model: &mut Mlp<B>| -> gradsweep_kernels::Result<(f64, f64)> {
-                backend.fill(&mut acc, 2, B::F::ZERO)?;
-                let mut start = 0;
-                while start < split.len {
-                    let rows = config.eval_batch_size.min(split.len - start);
-                    backend.gather_batch(
-                        &split.images,
-                        &split.labels,
-                        &identity_order,
-                        start,
-                        rows,
-                        features,
-                        &scale,
-                        &shift,
-                        channels,
-                        &mut x,
-                        &mut y,
-                    )?;
-                    model.forward(backend, &x, rows, Mode::Eval)?;
-                    backend.softmax_xent(model.logits(), &y, rows, classes, None, &mut acc)?;
-                    start += rows;
-                }
-                let sums = backend.download(&acc)?;
-                let n = split.len.max(1) as f64;
-                Ok((sums[0].to_f64() / n, sums[1].to_f64() / n))
-            };
+        let mut eval = |split: &DeviceSplit<'_, B>,
+                        model: &mut Mlp<B>|
+         -> gradsweep_kernels::Result<(f64, f64)> {
+            backend.fill(&mut acc, 2, B::F::ZERO)?;
+            let mut start = 0;
+            while start < split.len {
+                let rows = config.eval_batch_size.min(split.len - start);
+                backend.gather_batch(
+                    &split.images,
+                    &split.labels,
+                    &identity_order,
+                    start,
+                    rows,
+                    features,
+                    &scale,
+                    &shift,
+                    channels,
+                    &mut x,
+                    &mut y,
+                )?;
+                model.forward(backend, &x, rows, Mode::Eval)?;
+                backend.softmax_xent(model.logits(), &y, rows, classes, None, &mut acc)?;
+                start += rows;
+            }
+            let sums = backend.download(&acc)?;
+            let n = split.len.max(1) as f64;
+            Ok((sums[0].to_f64() / n, sums[1].to_f64() / n))
+        };
         let (val_loss, val_acc) = eval(&val_split, &mut model)?;
         let (test_loss, test_acc) = eval(&test_split, &mut model)?;
 

@@ -45,7 +45,7 @@ impl<T: Float> CpuBackend<T> {
 impl<T: Float> Backend for CpuBackend<T> {
     type F = T;
     type Buf = Vec<T>;
-    type Bytes = Vec<u8>;
+    type Bytes<'a> = &'a [u8];
     type Idx = Vec<u32>;
 
     fn name(&self) -> String {
@@ -75,8 +75,8 @@ impl<T: Float> Backend for CpuBackend<T> {
         Ok(buf.clone())
     }
 
-    fn upload_bytes(&self, host: &[u8]) -> Result<Vec<u8>> {
-        Ok(host.to_vec())
+    fn upload_bytes<'a>(&self, host: &'a [u8]) -> Result<&'a [u8]> {
+        Ok(host)
     }
 
     fn zeros_idx(&self, len: usize) -> Result<Vec<u32>> {
@@ -104,8 +104,8 @@ impl<T: Float> Backend for CpuBackend<T> {
 
     fn gather_batch(
         &self,
-        images: &Vec<u8>,
-        labels: &Vec<u8>,
+        images: &&[u8],
+        labels: &&[u8],
         order: &Vec<u32>,
         start: usize,
         rows: usize,

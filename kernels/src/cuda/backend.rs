@@ -11,7 +11,7 @@ use cudarc::driver::CudaSlice;
 impl Backend for CudaBackend {
     type F = f32;
     type Buf = CudaSlice<f32>;
-    type Bytes = CudaSlice<u8>;
+    type Bytes<'a> = CudaSlice<u8>;
     type Idx = CudaSlice<u32>;
 
     fn name(&self) -> String {
