@@ -48,16 +48,34 @@ fn optimizer(config: &TrialConfig) -> String {
             lr,
             momentum,
             weight_decay,
-        } => format!("sgd lr {lr} momentum {momentum} weight_decay {weight_decay}"),
+        } => format!(
+            "sgd lr {} momentum {} weight_decay {}",
+            num(lr),
+            num(momentum),
+            num(weight_decay)
+        ),
         Optimizer::Adam {
             lr,
             betas,
             eps,
             weight_decay,
         } => format!(
-            "adam lr {lr} betas ({}, {}) eps {eps} weight_decay {weight_decay}",
-            betas.0, betas.1
+            "adam lr {} betas ({}, {}) eps {} weight_decay {}",
+            num(lr),
+            num(betas.0),
+            num(betas.1),
+            num(eps),
+            num(weight_decay)
         ),
+    }
+}
+
+/// A hyper-parameter as a user would write it: `0.01`, `1e-8`, `0`.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.abs() < 1e-3 {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
     }
 }
 
