@@ -116,10 +116,10 @@ impl<T: Float> Backend for CpuBackend<T> {
         x: &mut Vec<T>,
         y: &mut Vec<u32>,
     ) -> Result<()> {
-        if channels == 0 {
-            return Err(crate::Error::Device(
-                "gather_batch: channels must be at least 1".into(),
-            ));
+        if channels == 0 || features % channels != 0 {
+            return Err(crate::Error::Device(format!(
+                "gather_batch: {features} features do not split into {channels} channels"
+            )));
         }
         check_len("gather_batch", "order", order.len(), start + rows)?;
         check_len("gather_batch", "scale", scale.len(), channels)?;

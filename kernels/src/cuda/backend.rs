@@ -82,8 +82,10 @@ impl Backend for CudaBackend {
         y: &mut CudaSlice<u32>,
     ) -> Result<()> {
         let op = "gather_batch";
-        if channels == 0 {
-            return Err(Error::Device(format!("{op}: channels must be at least 1")));
+        if channels == 0 || features % channels != 0 {
+            return Err(Error::Device(format!(
+                "{op}: {features} features do not split into {channels} channels"
+            )));
         }
         check_len(op, "order", order.len(), start + rows)?;
         check_len(op, "scale", scale.len(), channels)?;

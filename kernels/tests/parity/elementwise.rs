@@ -14,9 +14,8 @@ backend_tests!(
 );
 
 fn gather_batch<B: Backend<F = f32>>(dev: &B, twin: Option<&Cpu>) -> Result<()> {
-    // 13 features in 3 channels: planes of 4, and one feature past the last plane that
-    // the op leaves alone.
-    let (samples, channels, features, classes) = (10usize, 3usize, 13usize, 10usize);
+    // 15 features in 3 channels: planes of 5.
+    let (samples, channels, features, classes) = (10usize, 3usize, 15usize, 10usize);
     let plane = features / channels;
     let mut r = rng(1);
     let images: Vec<u8> = (0..samples * features).map(|_| r.random()).collect();
@@ -130,6 +129,24 @@ fn gather_batch_reports_a_bad_sample_index<B: Backend<F = f32>>(
     ensure!(
         matches!(outcome, Err(Error::Device(_))),
         "channels = 0: {outcome:?}"
+    );
+    // Channels that do not divide the features: an error, not a silently short batch.
+    let outcome = dev.gather_batch(
+        &dev.upload_bytes(&images)?,
+        &dev.upload_bytes(&labels)?,
+        &order,
+        0,
+        3,
+        features,
+        &scale,
+        &shift,
+        4,
+        &mut x,
+        &mut y,
+    );
+    ensure!(
+        matches!(&outcome, Err(Error::Device(m)) if m.contains("6 features do not split into 4 channels")),
+        "channels = 4 for 6 features: {outcome:?}"
     );
     Ok(())
 }
