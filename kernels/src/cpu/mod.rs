@@ -116,7 +116,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         x: &mut Vec<T>,
         y: &mut Vec<u32>,
     ) -> Result<()> {
-        if channels == 0 || features % channels != 0 {
+        if channels == 0 || !features.is_multiple_of(channels) {
             return Err(crate::Error::Device(format!(
                 "gather_batch: {features} features do not split into {channels} channels"
             )));

@@ -82,7 +82,7 @@ impl Backend for CudaBackend {
         y: &mut CudaSlice<u32>,
     ) -> Result<()> {
         let op = "gather_batch";
-        if channels == 0 || features % channels != 0 {
+        if channels == 0 || !features.is_multiple_of(channels) {
             return Err(Error::Device(format!(
                 "{op}: {features} features do not split into {channels} channels"
             )));
