@@ -96,6 +96,42 @@ impl<'a, B: Backend> DeviceSplit<'a, B> {
     }
 }
 
+/// The batch buffers on the device and the standardisation that fills them.
+struct Batch<B: Backend> {
+    x: B::Buf,
+    y: B::Idx,
+    scale: B::Buf,
+    shift: B::Buf,
+    features: usize,
+    channels: usize,
+}
+
+impl<B: Backend> Batch<B> {
+    /// Gathers `rows` samples of `split`, those at `order[start..]`, into `x` and `y`.
+    fn load(
+        &mut self,
+        backend: &B,
+        split: &DeviceSplit<'_, B>,
+        order: &B::Idx,
+        start: usize,
+        rows: usize,
+    ) -> gradsweep_kernels::Result<()> {
+        backend.gather_batch(
+            &split.images,
+            &split.labels,
+            order,
+            start,
+            rows,
+            self.features,
+            &self.scale,
+            &self.shift,
+            self.channels,
+            &mut self.x,
+            &mut self.y,
+        )
+    }
+}
+
 /// Per-layer device buffers for the diagnostics.
 struct LayerWatch<B: Backend> {
     init: B::Buf,
@@ -129,8 +165,6 @@ pub fn train<B: Backend>(
     let mut model = Mlp::new(backend, arch, &params, max_rows)?;
 
     let (scale, shift) = normalisation(data);
-    let scale = backend.upload(&to_f::<B::F>(&scale))?;
-    let shift = backend.upload(&to_f::<B::F>(&shift))?;
     let train_split = DeviceSplit::new(backend, &data.train)?;
     let val_split = DeviceSplit::new(backend, &data.val)?;
     let test_split = DeviceSplit::new(backend, &data.test)?;
@@ -142,8 +176,14 @@ pub fn train<B: Backend>(
         buf
     };
     let mut order = backend.zeros_idx(n_train)?;
-    let mut x = backend.zeros(max_rows * features)?;
-    let mut y = backend.zeros_idx(max_rows)?;
+    let mut batch = Batch {
+        x: backend.zeros(max_rows * features)?,
+        y: backend.zeros_idx(max_rows)?,
+        scale: backend.upload(&to_f::<B::F>(&scale))?,
+        shift: backend.upload(&to_f::<B::F>(&shift))?,
+        features,
+        channels,
+    };
     let mut acc = backend.zeros(2)?;
 
     let mut watches: Vec<LayerWatch<B>> = Vec::with_capacity(model.layers.len());
@@ -191,22 +231,10 @@ pub fn train<B: Backend>(
         for b in 0..batches {
             let start = b * bs;
             let rows = bs.min(usable - start);
-            backend.gather_batch(
-                &train_split.images,
-                &train_split.labels,
-                &order,
-                start,
-                rows,
-                features,
-                &scale,
-                &shift,
-                channels,
-                &mut x,
-                &mut y,
-            )?;
+            batch.load(backend, &train_split, &order, start, rows)?;
             model.forward(
                 backend,
-                &x,
+                &batch.x,
                 rows,
                 Mode::Train {
                     seed: config.seed,
@@ -214,8 +242,8 @@ pub fn train<B: Backend>(
                 },
             )?;
             let (logits, dlogits) = model.logits_and_grad();
-            backend.softmax_xent(logits, &y, rows, classes, Some(dlogits), &mut acc)?;
-            model.backward(backend, &x, rows)?;
+            backend.softmax_xent(logits, &batch.y, rows, classes, Some(dlogits), &mut acc)?;
+            model.backward(backend, &batch.x, rows)?;
             for (layer, watch) in model.layers.iter_mut().zip(&mut watches) {
                 backend.grad_stats(&layer.weight.grad, layer.weight.len, &mut watch.grad_acc)?;
                 if penalised {
@@ -254,21 +282,9 @@ pub fn train<B: Backend>(
             let mut start = 0;
             while start < split.len {
                 let rows = config.eval_batch_size.min(split.len - start);
-                backend.gather_batch(
-                    &split.images,
-                    &split.labels,
-                    &identity_order,
-                    start,
-                    rows,
-                    features,
-                    &scale,
-                    &shift,
-                    channels,
-                    &mut x,
-                    &mut y,
-                )?;
-                model.forward(backend, &x, rows, Mode::Eval)?;
-                backend.softmax_xent(model.logits(), &y, rows, classes, None, &mut acc)?;
+                batch.load(backend, split, &identity_order, start, rows)?;
+                model.forward(backend, &batch.x, rows, Mode::Eval)?;
+                backend.softmax_xent(model.logits(), &batch.y, rows, classes, None, &mut acc)?;
                 start += rows;
             }
             let sums = backend.download(&acc)?;
@@ -280,20 +296,8 @@ pub fn train<B: Backend>(
 
         // Dead ReLU units on a fixed probe batch (the first validation samples).
         let probe = if n_val > 0 { &val_split } else { &train_split };
-        backend.gather_batch(
-            &probe.images,
-            &probe.labels,
-            &identity_order,
-            0,
-            probe_rows,
-            features,
-            &scale,
-            &shift,
-            channels,
-            &mut x,
-            &mut y,
-        )?;
-        model.forward(backend, &x, probe_rows, Mode::Eval)?;
+        batch.load(backend, probe, &identity_order, 0, probe_rows)?;
+        model.forward(backend, &batch.x, probe_rows, Mode::Eval)?;
 
         let mut penalty = 0.0;
         let mut layers = Vec::with_capacity(model.layers.len());
