@@ -1,6 +1,15 @@
 //! The coordinator: expands sweeps into trials, leases them to workers and stores every
-//! result in sled.
+//! result in sled. It never links `kernels`: it parses specs with `gradsweep_spec` and
+//! speaks the wire types of `gradsweep_proto`.
 //!
-//! Not built yet: the gRPC services, the store and the scheduler arrive with the
-//! coordinator/worker protocol. The crate exists so that the workspace's dependency
-//! rules (it depends on `proto`, never on `kernels`) are checked from the start.
+//! # Layout
+//!
+//! - [`store`]: the sled database and the trial state machine (leases, attempts,
+//!   epochs, idempotent completion).
+//! - [`error`]: the crate's error type.
+
+pub mod error;
+pub mod store;
+
+pub use error::Error;
+pub use store::{LeasePolicy, Store};
