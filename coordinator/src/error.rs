@@ -8,6 +8,9 @@ pub enum Error {
     /// The database failed.
     #[error("database: {0}")]
     Storage(#[from] sled::Error),
+    /// The gRPC server failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
     /// A stored value does not decode.
     #[error("database holds a value that does not decode: {0}")]
     Decode(#[from] prost::DecodeError),
@@ -22,6 +25,12 @@ pub enum Error {
     /// A sweep spec was refused.
     #[error("{0}")]
     Spec(#[from] SpecError),
+    /// A request's field is wrong (an unknown axis or metric); the message names it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something that should not happen (a background task died).
+    #[error("internal: {0}")]
+    Internal(String),
     /// No sweep has this id.
     #[error("no sweep {0}")]
     NoSweep(u64),

@@ -250,9 +250,14 @@ impl Store {
         self.policy
     }
 
-    /// Writes everything to disk; returns once it is durable.
+    /// Writes everything to disk; returns once it is durable. (sled's own
+    /// `flush_async` can wait forever when nothing else writes, so this runs the
+    /// blocking flush on tokio's blocking pool; concurrent flushes share sled's work.)
     pub async fn flush(&self) -> Result<(), Error> {
-        self.db.flush_async().await?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
         Ok(())
     }
 
