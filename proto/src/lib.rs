@@ -1,5 +1,86 @@
-//! Wire types shared by the coordinator, the workers and the `sweep` CLI.
+//! The wire types of gradsweep: `proto/sweep.proto`'s messages (prost) and its two
+//! services (tonic), generated at build time and never edited by hand.
 //!
-//! The protocol (`sweep.proto`, generated with protox + tonic-prost-build) lands here
-//! with the coordinator; until then this crate only reserves its place in the workspace
-//! so that the crate graph of `ARCHITECTURE.md` holds from the first commit.
+//! # Layout
+//!
+//! - [`v1`]: everything `sweep.proto` declares, in package `gradsweep.v1`; also
+//!   re-exported at the crate root. Clients are in [`v1::sweep_service_client`] and
+//!   [`v1::worker_service_client`], servers in [`v1::sweep_service_server`] and
+//!   [`v1::worker_service_server`].
+
+/// Package `gradsweep.v1` of `sweep.proto`.
+pub mod v1 {
+    // Generated code: its doc comments come from the .proto file, where not every
+    // message has one.
+    #![allow(missing_docs)]
+    #![allow(clippy::all)]
+    tonic::include_proto!("gradsweep.v1");
+}
+
+pub use v1::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn a_complete_request_round_trips() {
+        let request = CompleteRequest {
+            lease: Some(LeaseRef {
+                sweep_id: 3,
+                index: 17,
+                lease_id: 99,
+            }),
+            result: Some(TrialResult {
+                outcome: Some(Outcome {
+                    kind: Some(outcome::Kind::Diverged(Diverged { epoch: 4 })),
+                }),
+                verdicts: vec![Verdict {
+                    name: "vanishing_gradients".into(),
+                    flagged: true,
+                    reason: "ratio 1e-5 (threshold 1e-3)".into(),
+                }],
+                gradcheck: Some(GradCheck {
+                    layers: vec![LayerGradCheck {
+                        layer: "linear1".into(),
+                        checked: 64,
+                        max_abs_error: 1e-9,
+                        max_rel_error: 1e-7,
+                        passed: true,
+                    }],
+                    passed: true,
+                    ..GradCheck::default()
+                }),
+                dataset_fingerprint: "eb8171ccfd3f2fc8".into(),
+                device: "cpu".into(),
+                epochs: 4,
+                ..TrialResult::default()
+            }),
+        };
+        let bytes = request.encode_to_vec();
+        assert_eq!(CompleteRequest::decode(bytes.as_slice()).unwrap(), request);
+
+        let report = EpochReport {
+            epoch: 2,
+            train_loss: 0.5,
+            layers: vec![
+                LayerDiagnostics {
+                    layer: "linear1".into(),
+                    dead_fraction: Some(0.25),
+                    ..LayerDiagnostics::default()
+                },
+                LayerDiagnostics {
+                    layer: "linear2".into(),
+                    dead_fraction: None,
+                    ..LayerDiagnostics::default()
+                },
+            ],
+            ..EpochReport::default()
+        };
+        let back = EpochReport::decode(report.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back, report);
+        assert_eq!(back.layers[1].dead_fraction, None);
+        assert_eq!(TrialState::Diverged.as_str_name(), "TRIAL_STATE_DIVERGED");
+    }
+}

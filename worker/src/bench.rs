@@ -1,10 +1,11 @@
 //! Training-throughput benchmark on CIFAR-shaped synthetic data, the same shapes as the
 //! PyTorch anchor script (`pytorch_mlp_bench.py`), so the two can run side by side.
 
+use crate::config::Activation;
 use crate::config::{GradCheckConfig, GradCheckLayer, Optimizer, Regularization, TrialConfig};
 use crate::data::{Dataset, ImageShape, Split};
 use crate::train::{self, Event};
-use gradsweep_kernels::{Activation, Backend};
+use gradsweep_kernels::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the trial file (TOML): parsing, defaults and validation with key paths.
+//! - [`config`]: the trial file (TOML), re-exported from `gradsweep_spec::trial`.
 //! - [`data`]: datasets held as `u8` (built-in `synthetic:` glyphs so far).
 //! - [`device`]: `--device auto|cpu|cuda:N`, probed at run time.
 //! - [`init`]: PyTorch's weight initialisation schemes.
@@ -15,7 +15,8 @@
 
 pub mod bench;
 pub mod check;
-pub mod config;
+/// The trial file, defined in `gradsweep_spec` (kept here under its old name).
+pub use gradsweep_spec::trial as config;
 pub mod data;
 pub mod device;
 pub mod init;

@@ -45,13 +45,25 @@ pub struct Trained<B: Backend> {
     pub outcome: Outcome,
 }
 
+/// The kernels' activation for the one a trial names.
+pub fn kernel_activation(activation: crate::config::Activation) -> Activation {
+    use crate::config::Activation as Named;
+    match activation {
+        Named::Sigmoid => Activation::Sigmoid,
+        Named::Tanh => Activation::Tanh,
+        Named::Relu => Activation::Relu,
+        Named::LeakyRelu => Activation::LeakyRelu,
+        Named::Elu => Activation::Elu,
+    }
+}
+
 /// The architecture a trial config describes on a dataset.
 pub fn architecture(config: &TrialConfig, data: &Dataset) -> Architecture {
     Architecture {
         inputs: data.shape.features(),
         hidden: config.hidden.clone(),
         classes: data.classes,
-        activation: config.activation,
+        activation: kernel_activation(config.activation),
         batchnorm: config.batchnorm,
         dropout: config.regularization.dropout.map(|p| p as f32),
     }

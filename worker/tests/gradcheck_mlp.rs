@@ -1,8 +1,9 @@
 //! Whole-network gradient checks in f64: every activation × batch norm × dropout (masks
 //! held fixed) × L1/L2, every entry of every layer — and a corrupted gradient is caught.
 
-use gradsweep_kernels::{Activation, CpuBackend};
+use gradsweep_kernels::CpuBackend;
 use gradsweep_worker::check::{self, CheckBatch};
+use gradsweep_worker::config::Activation;
 use gradsweep_worker::config::{
     GradCheckConfig, GradCheckLayer, Init, Regularization, TrialConfig,
 };
@@ -62,7 +63,7 @@ fn every_block_combination_passes_in_f64() {
         "l2:1e-2".parse().unwrap(),
     ];
     let mut checked = 0;
-    for activation in Activation::HIDDEN {
+    for activation in Activation::ALL {
         for batchnorm in [false, true] {
             for dropout in [None, Some(0.3)] {
                 for reg in &regs {

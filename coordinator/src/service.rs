@@ -1,0 +1,348 @@
+//! The gRPC services: `SweepService` for clients and `WorkerService` for workers, both
+//! answering from the [`Store`].
+//!
+//! Errors map to gRPC codes: a bad spec or request is `INVALID_ARGUMENT` (the message
+//! names the field), an unknown sweep/trial/worker `NOT_FOUND`, a stale lease
+//! `FAILED_PRECONDITION`, anything else `INTERNAL`. `SubmitSweep` and `Complete` answer
+//! only after the database is flushed.
+
+use crate::store::{NewSweep, Store};
+use crate::{Error, table};
+use gradsweep_proto::sweep_service_server::SweepService;
+use gradsweep_proto::worker_service_server::WorkerService;
+use gradsweep_proto::{
+    CancelSweepRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
+    GetSweepRequest, GetTableRequest, GetTrialRequest, HeartbeatRequest, HeartbeatResponse,
+    LeaseRef, LeaseRequest, LeaseResponse, ListSweepsRequest, ListSweepsResponse, RegisterRequest,
+    RegisterResponse, ReportEpochRequest, ReportEpochResponse, SubmitSweepRequest,
+    SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail, TrialState,
+    WatchSweepRequest,
+};
+use gradsweep_spec::SweepSpec;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The gRPC status for an error.
+pub fn status(e: Error) -> Status {
+    let message = e.to_string();
+    match e {
+        Error::StaleLease { .. } => Status::failed_precondition(message),
+        Error::NoSweep(_) | Error::NoTrial(..) | Error::NoWorker(_) => Status::not_found(message),
+        Error::Spec(_) | Error::BadRequest(_) => Status::invalid_argument(message),
+        _ => Status::internal(message),
+    }
+}
+
+/// A change to one trial, for sweep watchers.
+#[derive(Debug, Clone, Copy)]
+pub struct Change {
+    /// The sweep.
+    pub sweep_id: u64,
+    /// The trial's index.
+    pub index: u32,
+    /// Its state after the change.
+    pub state: TrialState,
+    /// The epoch reported, or 0.
+    pub epoch: u32,
+}
+
+/// Both services over one store; cheap to clone.
+#[derive(Clone)]
+pub struct Coordinator {
+    store: Arc<Store>,
+    changes: broadcast::Sender<Change>,
+    max_trials: u64,
+}
+
+impl Coordinator {
+    /// Services over `store`; a sweep may expand into at most `max_trials` trials.
+    pub fn new(store: Arc<Store>, max_trials: u64) -> Coordinator {
+        let (changes, _) = broadcast::channel(1024);
+        Coordinator {
+            store,
+            changes,
+            max_trials,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    fn changed(&self, lease: &LeaseRef, state: TrialState, epoch: u32) {
+        // Nobody watching is fine.
+        let _ = self.changes.send(Change {
+            sweep_id: lease.sweep_id,
+            index: lease.index,
+            state,
+            epoch,
+        });
+    }
+}
+
+fn lease_of(lease: Option<LeaseRef>) -> Result<LeaseRef, Status> {
+    lease.ok_or_else(|| Status::invalid_argument("lease: missing"))
+}
+
+#[tonic::async_trait]
+impl SweepService for Coordinator {
+    async fn submit_sweep(
+        &self,
+        request: Request<SubmitSweepRequest>,
+    ) -> Result<Response<SubmitSweepResponse>, Status> {
+        let text = request.into_inner().spec_toml;
+        let store = self.store.clone();
+        let max_trials = self.max_trials;
+        let sweep = tokio::task::spawn_blocking(move || -> Result<Sweep, Error> {
+            let spec = SweepSpec::from_toml_str(&text)?;
+            let trials = spec.expand(max_trials)?;
+            store.submit(
+                &NewSweep {
+                    name: &spec.name,
+                    spec_toml: &text,
+                    axes: &spec.axes,
+                    seeds: &spec.seeds,
+                    trials: &trials,
+                },
+                now_ms(),
+            )
+        })
+        .await
+        .map_err(|e| status(Error::Internal(format!("submit task failed: {e}"))))?
+        .map_err(status)?;
+        self.store.flush().await.map_err(status)?;
+        Ok(Response::new(SubmitSweepResponse { sweep: Some(sweep) }))
+    }
+
+    async fn list_sweeps(
+        &self,
+        _: Request<ListSweepsRequest>,
+    ) -> Result<Response<ListSweepsResponse>, Status> {
+        let sweeps = self.store.sweeps().map_err(status)?;
+        Ok(Response::new(ListSweepsResponse { sweeps }))
+    }
+
+    async fn get_sweep(
+        &self,
+        request: Request<GetSweepRequest>,
+    ) -> Result<Response<Sweep>, Status> {
+        let id = request.into_inner().sweep_id;
+        Ok(Response::new(self.store.sweep(id).map_err(status)?))
+    }
+
+    type WatchSweepStream = ReceiverStream<Result<SweepEvent, Status>>;
+
+    async fn watch_sweep(
+        &self,
+        request: Request<WatchSweepRequest>,
+    ) -> Result<Response<Self::WatchSweepStream>, Status> {
+        let id = request.into_inner().sweep_id;
+        self.store.sweep(id).map_err(status)?;
+        let (tx, rx) = mpsc::channel(16);
+        let mut changes = self.changes.subscribe();
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut last: Option<Change> = None;
+            loop {
+                let sweep = match store.sweep(id) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(e))).await;
+                        return;
+                    }
+                };
+                let event = SweepEvent {
+                    sweep_id: id,
+                    counts: sweep.counts,
+                    state: sweep.state,
+                    index: last.map_or(0, |c| c.index),
+                    trial_state: last.map_or(0, |c| c.state as i32),
+                    epoch: last.map_or(0, |c| c.epoch),
+                };
+                if tx.send(Ok(event)).await.is_err() || sweep.state() != SweepState::Running {
+                    return;
+                }
+                // Wait for a change to this sweep (or a second), then let more pile up.
+                let wait = async {
+                    loop {
+                        match changes.recv().await {
+                            Ok(c) if c.sweep_id == id => return Ok(Some(c)),
+                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(broadcast::error::RecvError::Closed) => return Err(()),
+                        }
+                    }
+                };
+                match tokio::time::timeout(Duration::from_secs(1), wait).await {
+                    Ok(Ok(Some(c))) => last = Some(c),
+                    Ok(Ok(None)) | Err(_) => {}
+                    Ok(Err(())) => return,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn cancel_sweep(
+        &self,
+        request: Request<CancelSweepRequest>,
+    ) -> Result<Response<Sweep>, Status> {
+        let id = request.into_inner().sweep_id;
+        let sweep = self.store.cancel(id).map_err(status)?;
+        self.store.flush().await.map_err(status)?;
+        let _ = self.changes.send(Change {
+            sweep_id: id,
+            index: 0,
+            state: TrialState::Cancelled,
+            epoch: 0,
+        });
+        Ok(Response::new(sweep))
+    }
+
+    async fn get_table(
+        &self,
+        request: Request<GetTableRequest>,
+    ) -> Result<Response<Table>, Status> {
+        let r = request.into_inner();
+        let sweep = self.store.sweep(r.sweep_id).map_err(status)?;
+        let trials = self.store.trials_of(r.sweep_id).map_err(status)?;
+        let table = table::build(
+            &sweep,
+            &trials,
+            |t| self.store.epochs((t.sweep_id, t.index)),
+            &r.rows,
+            &r.metrics,
+            r.best_val_epoch,
+        )
+        .map_err(status)?;
+        Ok(Response::new(table))
+    }
+
+    async fn get_trial(
+        &self,
+        request: Request<GetTrialRequest>,
+    ) -> Result<Response<TrialDetail>, Status> {
+        let r = request.into_inner();
+        let id = (r.sweep_id, r.index);
+        let trial = self.store.trial(id).map_err(status)?;
+        let epochs = self.store.epochs(id).map_err(status)?;
+        Ok(Response::new(TrialDetail {
+            trial: Some(trial),
+            epochs,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Coordinator {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let r = request.into_inner();
+        let worker = self
+            .store
+            .register(&r.name, &r.device, r.slots, now_ms())
+            .map_err(status)?;
+        let ttl = self.store.policy().ttl_ms;
+        Ok(Response::new(RegisterResponse {
+            worker_id: worker.id,
+            lease_ttl_ms: ttl,
+            heartbeat_interval_ms: (ttl / 3).max(1),
+        }))
+    }
+
+    async fn lease(
+        &self,
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let r = request.into_inner();
+        let max = r.max_trials.clamp(1, 64) as usize;
+        let leases = self
+            .store
+            .lease(r.worker_id, max, now_ms())
+            .map_err(status)?;
+        for l in &leases {
+            let lease = LeaseRef {
+                sweep_id: l.sweep_id,
+                index: l.index,
+                lease_id: l.lease_id,
+            };
+            self.changed(&lease, TrialState::Leased, 0);
+        }
+        let retry_after_ms = if leases.is_empty() {
+            (self.store.policy().ttl_ms / 10).clamp(50, 1000)
+        } else {
+            0
+        };
+        Ok(Response::new(LeaseResponse {
+            leases,
+            retry_after_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let outcome = self
+            .store
+            .heartbeat(r.worker_id, &r.leases, now_ms())
+            .map_err(status)?;
+        Ok(Response::new(HeartbeatResponse {
+            renewed: outcome.renewed,
+            revoked: outcome.revoked,
+        }))
+    }
+
+    async fn report_epoch(
+        &self,
+        request: Request<ReportEpochRequest>,
+    ) -> Result<Response<ReportEpochResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease_of(r.lease)?;
+        let report = r
+            .report
+            .ok_or_else(|| Status::invalid_argument("report: missing"))?;
+        self.store.report_epoch(&lease, &report).map_err(status)?;
+        self.changed(&lease, TrialState::Leased, report.epoch);
+        Ok(Response::new(ReportEpochResponse {}))
+    }
+
+    async fn complete(
+        &self,
+        request: Request<CompleteRequest>,
+    ) -> Result<Response<CompleteResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease_of(r.lease)?;
+        let result = r.result.unwrap_or_default();
+        let state = self.store.complete(&lease, &result).map_err(status)?;
+        self.store.flush().await.map_err(status)?;
+        self.changed(&lease, state, 0);
+        Ok(Response::new(CompleteResponse {
+            state: state as i32,
+        }))
+    }
+
+    async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
+        let r = request.into_inner();
+        let lease = lease_of(r.lease)?;
+        let state = self.store.fail(&lease, &r.error).map_err(status)?;
+        self.changed(&lease, state, 0);
+        Ok(Response::new(FailResponse {
+            state: state as i32,
+        }))
+    }
+}

@@ -1,0 +1,288 @@
+//! Comparison tables: rows are combinations of chosen axes, each metric aggregated as
+//! mean ± std (sample standard deviation) over the `SUCCEEDED` trials of the row — over
+//! seeds and over the axes not chosen.
+//!
+//! A trial contributes its final epoch, or its best-validation-accuracy epoch on
+//! request. Diverged, failed and unfinished trials contribute nothing (their count is
+//! missing from `count`).
+
+use crate::Error;
+use gradsweep_proto::{EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState};
+use std::collections::BTreeMap;
+
+/// The metrics a table can show: the six numbers of every epoch, and `penalty`.
+pub const METRICS: [&str; 7] = [
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "penalty",
+];
+
+/// The value of `metric` in `report`.
+pub fn metric(report: &EpochReport, metric: &str) -> Option<f64> {
+    Some(match metric {
+        "train_loss" => report.train_loss,
+        "train_accuracy" => report.train_accuracy,
+        "val_loss" => report.val_loss,
+        "val_accuracy" => report.val_accuracy,
+        "test_loss" => report.test_loss,
+        "test_accuracy" => report.test_accuracy,
+        "penalty" => report.penalty,
+        _ => return None,
+    })
+}
+
+/// Builds the table of `sweep`: `rows` are axis keys (empty: every axis), `metrics` are
+/// names from [`METRICS`] (empty: the six numbers); `epochs(trial)` gives a finished
+/// trial's stored epochs.
+pub fn build(
+    sweep: &Sweep,
+    trials: &[Trial],
+    mut epochs: impl FnMut(&Trial) -> Result<Vec<EpochReport>, Error>,
+    rows: &[String],
+    metrics: &[String],
+    best_val_epoch: bool,
+) -> Result<Table, Error> {
+    let axis_keys: Vec<&str> = sweep.axes.iter().map(|a| a.key.as_str()).collect();
+    let chosen: Vec<usize> = if rows.is_empty() {
+        (0..sweep.axes.len()).collect()
+    } else {
+        rows.iter()
+            .map(|r| {
+                axis_keys.iter().position(|k| k == r).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "rows: \"{r}\" is not an axis of sweep {}; its axes are {}",
+                        sweep.id,
+                        if axis_keys.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            axis_keys.join(", ")
+                        }
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let metrics: Vec<String> = if metrics.is_empty() {
+        METRICS[..6].iter().map(|m| m.to_string()).collect()
+    } else {
+        for m in metrics {
+            if !METRICS.contains(&m.as_str()) {
+                return Err(Error::BadRequest(format!(
+                    "metrics: unknown metric \"{m}\"; expected one of {}",
+                    METRICS.join(", ")
+                )));
+            }
+        }
+        metrics.to_vec()
+    };
+    // Row key: the chosen axes' value indices, so rows sort in the spec's order.
+    let mut groups: BTreeMap<Vec<u32>, Vec<Vec<f64>>> = BTreeMap::new();
+    for trial in trials {
+        let key: Vec<u32> = chosen
+            .iter()
+            .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
+            .collect();
+        let values = groups.entry(key).or_default();
+        if trial.state() != TrialState::Succeeded {
+            continue;
+        }
+        let reports = epochs(trial)?;
+        let pick = if best_val_epoch {
+            reports
+                .iter()
+                .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
+        } else {
+            reports.last()
+        };
+        if let Some(report) = pick {
+            values.push(
+                metrics
+                    .iter()
+                    .map(|m| metric(report, m).unwrap_or(f64::NAN))
+                    .collect(),
+            );
+        }
+    }
+    let rows = groups
+        .into_iter()
+        .map(|(key, values)| TableRow {
+            values: key
+                .iter()
+                .zip(&chosen)
+                .map(|(&v, &a)| {
+                    sweep.axes[a]
+                        .labels
+                        .get(v as usize)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect(),
+            stats: metrics
+                .iter()
+                .enumerate()
+                .map(|(m, name)| {
+                    let xs: Vec<f64> = values.iter().map(|v| v[m]).collect();
+                    let (mean, std) = mean_std(&xs);
+                    MetricStat {
+                        metric: name.clone(),
+                        mean,
+                        std,
+                        count: xs.len() as u32,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Table {
+        sweep_id: sweep.id,
+        axes: chosen.iter().map(|&a| axis_keys[a].to_owned()).collect(),
+        metrics,
+        rows,
+    })
+}
+
+/// Mean and sample standard deviation (0 for fewer than two values; NaN mean for none).
+pub fn mean_std(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradsweep_proto::Axis;
+
+    fn sweep() -> Sweep {
+        Sweep {
+            id: 7,
+            axes: vec![
+                Axis {
+                    key: "activation".into(),
+                    labels: vec!["relu".into(), "tanh".into()],
+                },
+                Axis {
+                    key: "batchnorm".into(),
+                    labels: vec!["false".into(), "true".into()],
+                },
+            ],
+            ..Sweep::default()
+        }
+    }
+
+    fn trial(index: u32, choice: [u32; 2], state: TrialState) -> Trial {
+        let mut t = Trial {
+            index,
+            choice: choice.to_vec(),
+            ..Trial::default()
+        };
+        t.set_state(state);
+        t
+    }
+
+    /// Test accuracy = index / 10; two epochs, the first with the higher val accuracy.
+    fn epochs(t: &Trial) -> Result<Vec<EpochReport>, Error> {
+        Ok(vec![
+            EpochReport {
+                epoch: 1,
+                val_accuracy: 0.9,
+                test_accuracy: 0.0,
+                ..EpochReport::default()
+            },
+            EpochReport {
+                epoch: 2,
+                val_accuracy: 0.5,
+                test_accuracy: f64::from(t.index) / 10.0,
+                ..EpochReport::default()
+            },
+        ])
+    }
+
+    fn trials() -> Vec<Trial> {
+        vec![
+            trial(0, [0, 0], TrialState::Succeeded),
+            trial(1, [0, 0], TrialState::Succeeded),
+            trial(2, [0, 1], TrialState::Succeeded),
+            trial(3, [0, 1], TrialState::Diverged),
+            trial(4, [1, 0], TrialState::Succeeded),
+            trial(5, [1, 0], TrialState::Succeeded),
+            trial(6, [1, 1], TrialState::Pending),
+            trial(7, [1, 1], TrialState::Failed),
+        ]
+    }
+
+    #[test]
+    fn rows_aggregate_over_seeds_and_other_axes() {
+        let m = vec!["test_accuracy".to_string()];
+        let t = build(&sweep(), &trials(), epochs, &[], &m, false).unwrap();
+        assert_eq!(t.axes, ["activation", "batchnorm"]);
+        assert_eq!(t.rows.len(), 4);
+        assert_eq!(t.rows[0].values, ["relu", "false"]);
+        let s = &t.rows[0].stats[0];
+        assert_eq!(s.count, 2);
+        assert!((s.mean - 0.05).abs() < 1e-12);
+        assert!((s.std - (0.005f64).sqrt()).abs() < 1e-12);
+        assert_eq!(t.rows[1].stats[0].count, 1);
+        assert_eq!(t.rows[1].stats[0].std, 0.0);
+        assert_eq!(t.rows[3].values, ["tanh", "true"]);
+        assert_eq!(t.rows[3].stats[0].count, 0);
+        assert!(t.rows[3].stats[0].mean.is_nan());
+
+        // One axis: the other is aggregated over.
+        let t = build(
+            &sweep(),
+            &trials(),
+            epochs,
+            &["activation".into()],
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!(t.rows[1].values, ["tanh"]);
+        assert_eq!(t.rows[1].stats[0].count, 2);
+        assert!((t.rows[1].stats[0].mean - 0.45).abs() < 1e-12);
+
+        // Best validation epoch.
+        let t = build(
+            &sweep(),
+            &trials(),
+            epochs,
+            &["activation".into()],
+            &m,
+            true,
+        )
+        .unwrap();
+        assert_eq!(t.rows[0].stats[0].mean, 0.0);
+
+        // The six numbers by default.
+        let t = build(&sweep(), &trials(), epochs, &[], &[], false).unwrap();
+        assert_eq!(t.metrics.len(), 6);
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let e = build(&sweep(), &trials(), epochs, &["colour".into()], &[], false)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "rows: \"colour\" is not an axis of sweep 7; its axes are activation, batchnorm"
+        );
+        let e = build(&sweep(), &trials(), epochs, &[], &["f1".into()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("metrics: unknown metric \"f1\"; expected one of train_loss"));
+    }
+}
