@@ -393,3 +393,94 @@ async fn sigterm_hands_the_lease_back() {
         .into_inner();
     assert_eq!(s.counts.unwrap().leased, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_sweep_s_trial_is_abandoned_and_the_worker_moves_on() {
+    let db = TempDir::new("cancel");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "600ms");
+    let (mut sweeps, _) = client(&addr).await;
+    let _w = worker(&addr, "w");
+    let long = submit(
+        &mut sweeps,
+        &SPEC_SLOW.replace("epochs = 12", "epochs = 5000"),
+    )
+    .await;
+    let started = Instant::now();
+    while trial(&mut sweeps, long.id, 0).await.epochs.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = sweeps
+        .cancel_sweep(CancelSweepRequest { sweep_id: long.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), SweepState::Cancelled);
+    assert_eq!(cancelled.counts.unwrap().cancelled, 3);
+    // The worker learns it at its next heartbeat, stops training and takes new work.
+    let short = submit(&mut sweeps, SPEC_24).await;
+    let done = wait_for(&mut sweeps, short.id, Duration::from_secs(60), finished).await;
+    assert_eq!(
+        done.counts.unwrap().succeeded + done.counts.unwrap().diverged,
+        24
+    );
+    let t = trial(&mut sweeps, long.id, 0).await;
+    assert_eq!(t.trial.unwrap().state(), TrialState::Cancelled);
+    assert!(t.epochs.len() < 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_data_with_another_fingerprint() {
+    let db = TempDir::new("fingerprint");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "5s");
+    let (mut sweeps, mut workers) = client(&addr).await;
+    let sweep = submit(&mut sweeps, SPEC_24).await;
+    // A first trial finished on other data sets the sweep's fingerprint.
+    let fake = workers
+        .register(RegisterRequest {
+            name: "elsewhere".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let lease = workers
+        .lease(LeaseRequest {
+            worker_id: fake.worker_id,
+            max_trials: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases
+        .remove(0);
+    workers
+        .complete(CompleteRequest {
+            lease: Some(LeaseRef {
+                sweep_id: lease.sweep_id,
+                index: lease.index,
+                lease_id: lease.lease_id,
+            }),
+            result: Some(TrialResult {
+                dataset_fingerprint: "0000other".into(),
+                ..TrialResult::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let _w = worker(&addr, "w");
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), finished).await;
+    assert_eq!(done.counts.unwrap().failed, 23);
+    let t = trial(&mut sweeps, sweep.id, 1).await;
+    let record = t.trial.unwrap();
+    assert_eq!(record.attempt, 2);
+    assert!(
+        record
+            .error
+            .contains("the sweep's trials trained on 0000other"),
+        "{}",
+        record.error
+    );
+    assert!(t.epochs.is_empty());
+}

@@ -2,7 +2,8 @@
 //! `slots` threads leases a trial, trains it with [`crate::trial::run`], reports every
 //! epoch (`ReportEpoch`) and finishes it (`Complete`, or `Fail` with the reason), and
 //! leases the next. A background task heartbeats every held lease; a revoked lease
-//! (expired, or its sweep cancelled) is abandoned: nothing more is reported for it.
+//! (expired, or its sweep cancelled) is abandoned: its training stops after the current
+//! batch ([`trial::run_until`]) and nothing more is reported for it.
 //!
 //! Each slot owns its device and CPU thread pool (`threads / slots` threads) and calls
 //! the coordinator by blocking on the runtime's handle. Datasets are loaded once per
@@ -445,6 +446,15 @@ fn train_lease(
             abandon.store(true, Ordering::SeqCst);
         }
     };
-    pool.install(|| with_backend!(device, |b| trial::run(b, &config, &data, &mut on_event)))
-        .map_err(|e| e.to_string())
+    let stop = || abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
+    pool.install(|| {
+        with_backend!(device, |b| trial::run_until(
+            b,
+            &config,
+            &data,
+            &mut on_event,
+            &stop
+        ))
+    })
+    .map_err(|e| e.to_string())
 }
