@@ -41,6 +41,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The database layout this code reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -115,6 +116,10 @@ pub struct Store {
     workers: sled::Tree,
     policy: LeasePolicy,
     index: Mutex<Index>,
+    /// Writes made so far, and how many of them a finished flush covered.
+    writes: AtomicU64,
+    durable: AtomicU64,
+    flush_turn: tokio::sync::Mutex<()>,
 }
 
 /// The `trials` key of a trial.
@@ -214,6 +219,9 @@ impl Store {
             db,
             policy,
             index: Mutex::new(Index::default()),
+            writes: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flush_turn: tokio::sync::Mutex::new(()),
         };
         let mut index = Index::default();
         for entry in store.sweeps.iter() {
@@ -250,15 +258,30 @@ impl Store {
         self.policy
     }
 
-    /// Writes everything to disk; returns once it is durable. (sled's own
-    /// `flush_async` can wait forever when nothing else writes, so this runs the
-    /// blocking flush on tokio's blocking pool; concurrent flushes share sled's work.)
+    /// Returns once every write made before the call is on disk.
+    ///
+    /// Group commit: callers queue on one lock; whoever holds it flushes every write
+    /// made so far, and those queued behind it whose writes that flush covered return
+    /// without flushing again. (sled's own `flush_async` can wait forever when nothing
+    /// else writes, so the blocking flush runs on tokio's blocking pool.)
     pub async fn flush(&self) -> Result<(), Error> {
+        let wanted = self.writes.load(Ordering::SeqCst);
+        let _turn = self.flush_turn.lock().await;
+        if self.durable.load(Ordering::SeqCst) >= wanted {
+            return Ok(());
+        }
+        let target = self.writes.load(Ordering::SeqCst);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
+        self.durable.fetch_max(target, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Counts a write made (for [`Store::flush`]'s group commit).
+    fn wrote(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Writes everything to disk, blocking.
@@ -324,6 +347,7 @@ impl Store {
                 Ok(())
             }),
         )?;
+        self.wrote();
         index.sweeps.insert(id, SweepInfo::default());
         index
             .pending
@@ -437,6 +461,7 @@ impl Store {
             index.pending.remove(&id);
             index.leased.remove(&id);
         }
+        self.wrote();
         index.sweeps.entry(sweep_id).or_default().cancelled = true;
         drop(index);
         self.with_counts(sweep)
@@ -464,6 +489,7 @@ impl Store {
         };
         self.workers
             .insert(worker.id.to_be_bytes(), worker.encode_to_vec())?;
+        self.wrote();
         Ok(worker)
     }
 
@@ -509,6 +535,7 @@ impl Store {
                 Ok(Some(trial))
             }))?;
             if let Some(trial) = leased {
+                self.wrote();
                 index.leased.insert(id, deadline);
                 let fingerprint = index
                     .sweeps
@@ -565,6 +592,7 @@ impl Store {
             }))?;
             match renewed {
                 Ok(()) => {
+                    self.wrote();
                     index.leased.insert(id, deadline);
                     out.renewed.push(*lease);
                 }
@@ -646,6 +674,7 @@ impl Store {
             tx_put(trials, &key, &trial)?;
             Ok(trial.state())
         }))?;
+        self.wrote();
         index.leased.remove(&id);
         if state == TrialState::Pending {
             index.pending.insert(id);
@@ -669,7 +698,9 @@ impl Store {
                 tx_put(epochs, &epoch_key(id, trial.attempt, report.epoch), report)?;
                 Ok(())
             }),
-        )
+        )?;
+        self.wrote();
+        Ok(())
     }
 
     /// Finishes a leased trial: `SUCCEEDED`, or `DIVERGED` when the outcome says so, with
@@ -716,6 +747,7 @@ impl Store {
                 Ok((target, fingerprint))
             },
         ))?;
+        self.wrote();
         index.leased.remove(&id);
         if let Some(fingerprint) = fingerprint {
             index.sweeps.entry(id.0).or_default().fingerprint = fingerprint;
@@ -739,6 +771,7 @@ mod tests {
     use super::*;
     use gradsweep_proto::{Completed, Diverged, Outcome};
     use gradsweep_spec::SweepSpec;
+    use std::sync::Arc;
 
     struct TempDir(std::path::PathBuf);
 
@@ -1054,6 +1087,26 @@ mod tests {
         assert!(next.iter().all(|l| l.lease_id != leased.lease_id));
         assert_eq!(next[0].attempt, 1);
         assert_eq!(next[0].dataset_fingerprint, "fp");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flush_covers_every_write_before_it() {
+        let dir = TempDir::new("flush");
+        let store = Arc::new(Store::open(&dir.0, POLICY).unwrap());
+        submit(&store);
+        let written = store.writes.load(Ordering::SeqCst);
+        assert!(written >= 1);
+        // Concurrent flushes: each returns with everything before it durable.
+        let flushes: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.flush().await })
+            })
+            .collect();
+        for f in flushes {
+            f.await.unwrap().unwrap();
+        }
+        assert!(store.durable.load(Ordering::SeqCst) >= written);
     }
 
     #[test]
