@@ -94,10 +94,21 @@ fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
     (proc, addr)
 }
 
+/// A `worker serve` on `GRADSWEEP_E2E_DEVICE` (default `cpu`, so that the tests run
+/// anywhere; `cuda:0` on a GPU machine).
 fn worker(addr: &str, name: &str) -> Proc {
+    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
     Proc(
         Command::new(binary("worker"))
-            .args(["serve", "--device", "cpu", "--threads", "1", "--name", name])
+            .args([
+                "serve",
+                "--device",
+                &device,
+                "--threads",
+                "1",
+                "--name",
+                name,
+            ])
             .arg("--coordinator")
             .arg(format!("http://{addr}"))
             .stdout(Stdio::null())
