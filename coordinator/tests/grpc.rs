@@ -262,6 +262,31 @@ async fn fifty_simulated_workers_drain_a_sweep() {
         values[..20].join(", "),
         values.join(", ")
     );
+    // The goal: a 10,000-trial sweep accepted in under 1 s (asserted loosely).
+    let big = format!(
+        "dataset = \"synthetic:glyphs\"\nseeds = [{}]\n[grid]\nbatch_size = [{}]\n",
+        values.join(", "),
+        values.join(", ")
+    );
+    let start = Instant::now();
+    let accepted = sweeps
+        .submit_sweep(SubmitSweepRequest { spec_toml: big })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    let took = start.elapsed();
+    eprintln!("submit of 10,000 trials over gRPC: {took:?}");
+    assert_eq!(accepted.trial_count, 10_000);
+    assert!(took.as_secs_f64() < 5.0, "{took:?}");
+    sweeps
+        .cancel_sweep(CancelSweepRequest {
+            sweep_id: accepted.id,
+        })
+        .await
+        .unwrap();
+
     let start = Instant::now();
     let sweep = sweeps
         .submit_sweep(SubmitSweepRequest { spec_toml: spec })
