@@ -10,7 +10,10 @@
 //! - `meta`: `schema_version` → u32 BE
 //!
 //! Values are prost-encoded. Ids (sweeps, workers, leases) come from sled's
-//! `generate_id`, so they never repeat across restarts.
+//! `generate_id`, so they never repeat across restarts. Lease ids also carry the
+//! database's random *incarnation* (`meta`, chosen at creation) in their top 24 bits,
+//! so that a worker still holding a lease from another database cannot match a lease
+//! of this one.
 //!
 //! # Trial states
 //!
@@ -115,6 +118,8 @@ pub struct Store {
     epochs: sled::Tree,
     workers: sled::Tree,
     policy: LeasePolicy,
+    /// Top 24 bits of every lease id (see the module doc).
+    incarnation: u64,
     index: Mutex<Index>,
     /// Writes made so far, and how many of them a finished flush covered.
     writes: AtomicU64,
@@ -211,6 +216,21 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
+        let incarnation = match meta.get("incarnation")? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
+            None => {
+                use std::hash::{BuildHasher, Hasher};
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u128(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos()),
+                );
+                let incarnation = (h.finish() & 0xff_ffff).max(1);
+                meta.insert("incarnation", &incarnation.to_be_bytes())?;
+                incarnation
+            }
+        };
         let store = Store {
             sweeps: db.open_tree("sweeps")?,
             trials: db.open_tree("trials")?,
@@ -218,6 +238,7 @@ impl Store {
             workers: db.open_tree("workers")?,
             db,
             policy,
+            incarnation,
             index: Mutex::new(Index::default()),
             writes: AtomicU64::new(0),
             durable: AtomicU64::new(0),
@@ -517,7 +538,7 @@ impl Store {
             let Some(id) = index.pending.pop_first() else {
                 break;
             };
-            let lease_id = self.db.generate_id()?;
+            let lease_id = (self.incarnation << 40) | (self.db.generate_id()? & ((1 << 40) - 1));
             let deadline = now_ms + self.policy.ttl_ms;
             let leased = untx(self.trials.transaction(|trials| {
                 let key = trial_key(id);
@@ -1079,6 +1100,9 @@ mod tests {
         // The lease is still valid until its deadline…
         assert_eq!(store.expire(500).unwrap(), 0);
         store.report_epoch(&leased, &epoch(1, 2.0)).unwrap();
+        // A lease id carries the database's incarnation, which a reopen keeps.
+        assert_eq!(leased.lease_id >> 40, store.incarnation);
+        assert!(store.incarnation >= 1);
         // …then it is requeued, and leased again after the other pending ones' turn.
         assert_eq!(store.expire(1001).unwrap(), 1);
         let next = store.lease(w.id, 10, 1001).unwrap();

@@ -495,3 +495,28 @@ async fn a_worker_refuses_data_with_another_fingerprint() {
     );
     assert!(t.epochs.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_registers_again_with_a_coordinator_on_a_new_database() {
+    let first_db = TempDir::new("first-db");
+    let second_db = TempDir::new("second-db");
+    let (mut first, addr) = coordinator(&first_db.0, "127.0.0.1:0", "5s");
+    let _w = worker(&addr, "w");
+    let (mut sweeps, _) = client(&addr).await;
+    // Wait until the worker has registered (its lease calls reach the coordinator).
+    let warmup = submit(
+        &mut sweeps,
+        &SPEC_24.replace("seeds = [0, 1, 2]", "seeds = [0]"),
+    )
+    .await;
+    wait_for(&mut sweeps, warmup.id, Duration::from_secs(60), finished).await;
+    first.kill();
+    let (_second, again) = coordinator(&second_db.0, &addr, "5s");
+    assert_eq!(again, addr);
+    let sweep = submit(&mut sweeps, SPEC_24).await;
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), finished).await;
+    assert_eq!(
+        done.counts.unwrap().succeeded + done.counts.unwrap().diverged,
+        24
+    );
+}

@@ -29,7 +29,7 @@ use gradsweep_proto::{
 };
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -93,7 +93,10 @@ type Active = HashMap<u64, (LeaseRef, Arc<AtomicBool>)>;
 
 struct Shared {
     client: WorkerServiceClient<Channel>,
-    worker_id: u64,
+    /// The id the coordinator gave; replaced when it no longer knows it.
+    worker_id: AtomicU64,
+    registration: RegisterRequest,
+    reregistering: Mutex<()>,
     name: String,
     active: Mutex<Active>,
     stopping: AtomicBool,
@@ -128,6 +131,31 @@ impl Shared {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err(s) => return Err(s),
+            }
+        }
+    }
+
+    /// Registers again when the coordinator no longer knows worker `stale_id` (it was
+    /// restarted on another database); one slot does it, the others take the new id.
+    fn reregister(&self, stale_id: u64) {
+        let _one = self.reregistering.lock().expect("re-registration lock");
+        if self.worker_id.load(Ordering::SeqCst) != stale_id {
+            return;
+        }
+        match self.call(None, |mut c| {
+            let request = self.registration.clone();
+            async move { c.register(request).await }
+        }) {
+            Ok(r) => {
+                eprintln!(
+                    "worker {}: the coordinator did not know worker {stale_id}; registered again as worker {}",
+                    self.name, r.worker_id
+                );
+                self.worker_id.store(r.worker_id, Ordering::SeqCst);
+            }
+            Err(s) => {
+                eprintln!("worker {}: registering again failed: {s}", self.name);
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
     }
@@ -187,7 +215,13 @@ pub async fn serve(
     );
     let shared = Arc::new(Shared {
         client: client.clone(),
-        worker_id: registered.worker_id,
+        worker_id: AtomicU64::new(registered.worker_id),
+        registration: RegisterRequest {
+            name: options.name.clone(),
+            device: options.device.clone(),
+            slots: options.slots as u32,
+        },
+        reregistering: Mutex::new(()),
         name: options.name.clone(),
         active: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
@@ -265,7 +299,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             active.values().map(|(lease, _)| *lease).collect()
         };
         let request = HeartbeatRequest {
-            worker_id: shared.worker_id,
+            worker_id: shared.worker_id.load(Ordering::SeqCst),
             leases,
         };
         let Ok(answer) = client.heartbeat(request).await else {
@@ -320,9 +354,10 @@ fn slot_loop(
     };
     let _ = ready.send(Ok(device.name()));
     while !shared.stopping.load(Ordering::SeqCst) {
+        let worker_id = shared.worker_id.load(Ordering::SeqCst);
         let answer = shared.call(None, |mut c| async move {
             c.lease(LeaseRequest {
-                worker_id: shared.worker_id,
+                worker_id,
                 max_trials: 1,
             })
             .await
@@ -334,6 +369,7 @@ fn slot_loop(
                     std::thread::sleep(Duration::from_millis(answer.retry_after_ms.clamp(10, 1000)))
                 }
             },
+            Err(s) if s.code() == Code::NotFound => shared.reregister(worker_id),
             Err(s) => {
                 eprintln!("worker {}: lease failed: {s}", shared.name);
                 std::thread::sleep(Duration::from_secs(1));
