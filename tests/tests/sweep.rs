@@ -97,18 +97,17 @@ fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
 /// A `worker serve` on `GRADSWEEP_E2E_DEVICE` (default `cpu`, so that the tests run
 /// anywhere; `cuda:0` on a GPU machine).
 fn worker(addr: &str, name: &str) -> Proc {
+    worker_with_slots(addr, name, 1)
+}
+
+/// [`worker`] training `slots` trials at once.
+fn worker_with_slots(addr: &str, name: &str, slots: usize) -> Proc {
     let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let slots = slots.to_string();
     Proc(
         Command::new(binary("worker"))
-            .args([
-                "serve",
-                "--device",
-                &device,
-                "--threads",
-                "1",
-                "--name",
-                name,
-            ])
+            .args(["serve", "--device", &device, "--threads", "2"])
+            .args(["--slots", &slots, "--name", name])
             .arg("--coordinator")
             .arg(format!("http://{addr}"))
             .stdout(Stdio::null())
@@ -219,7 +218,7 @@ async fn two_workers_complete_a_24_trial_sweep() {
     assert!(listed.into_inner().sweeps.is_empty());
 
     let _a = worker(&addr, "a");
-    let _b = worker(&addr, "b");
+    let _b = worker_with_slots(&addr, "b", 2);
     let sweep = submit(&mut sweeps, SPEC_24).await;
     assert_eq!(sweep.trial_count, 24);
     let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
