@@ -3,8 +3,8 @@
 //!
 //! Errors map to gRPC codes: a bad spec or request is `INVALID_ARGUMENT` (the message
 //! names the field), an unknown sweep/trial/worker `NOT_FOUND`, a stale lease
-//! `FAILED_PRECONDITION`, anything else `INTERNAL`. `SubmitSweep` and `Complete` answer
-//! only after the database is flushed.
+//! `FAILED_PRECONDITION`, anything else `INTERNAL`. `SubmitSweep`, `ReportEpoch`,
+//! `Complete` and `CancelSweep` answer only after the database is flushed.
 
 use crate::store::{NewSweep, Store};
 use crate::{Error, table};
@@ -317,6 +317,9 @@ impl WorkerService for Coordinator {
             .report
             .ok_or_else(|| Status::invalid_argument("report: missing"))?;
         self.store.report_epoch(&lease, &report).map_err(status)?;
+        // Flushed too: an acknowledged epoch that a crash loses would leave a finished
+        // trial with a hole in its history.
+        self.store.flush().await.map_err(status)?;
         self.changed(&lease, TrialState::Leased, report.epoch);
         Ok(Response::new(ReportEpochResponse {}))
     }

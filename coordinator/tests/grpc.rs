@@ -262,6 +262,31 @@ async fn fifty_simulated_workers_drain_a_sweep() {
         values[..20].join(", "),
         values.join(", ")
     );
+    // The goal: a 10,000-trial sweep accepted in under 1 s (asserted loosely).
+    let big = format!(
+        "dataset = \"synthetic:glyphs\"\nseeds = [{}]\n[grid]\nbatch_size = [{}]\n",
+        values.join(", "),
+        values.join(", ")
+    );
+    let start = Instant::now();
+    let accepted = sweeps
+        .submit_sweep(SubmitSweepRequest { spec_toml: big })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    let took = start.elapsed();
+    eprintln!("submit of 10,000 trials over gRPC: {took:?}");
+    assert_eq!(accepted.trial_count, 10_000);
+    assert!(took.as_secs_f64() < 5.0, "{took:?}");
+    sweeps
+        .cancel_sweep(CancelSweepRequest {
+            sweep_id: accepted.id,
+        })
+        .await
+        .unwrap();
+
     let start = Instant::now();
     let sweep = sweeps
         .submit_sweep(SubmitSweepRequest { spec_toml: spec })
@@ -326,5 +351,73 @@ async fn fifty_simulated_workers_drain_a_sweep() {
         .unwrap()
         .into_inner();
     assert_eq!(s.counts.unwrap().succeeded, 2000);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_progress_until_the_sweep_finishes() {
+    let server = start("watch", LeasePolicy::default()).await;
+    let (mut sweeps, mut workers) = server.clients().await;
+    let sweep = sweeps
+        .submit_sweep(SubmitSweepRequest {
+            spec_toml: SPEC.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap();
+    let mut watch = sweeps
+        .watch_sweep(WatchSweepRequest { sweep_id: sweep.id })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.state(), SweepState::Running);
+    assert_eq!(first.counts.unwrap().pending, 4);
+    let w = workers
+        .register(RegisterRequest {
+            name: "sim".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let simulated = tokio::spawn(async move {
+        loop {
+            let r = workers
+                .lease(LeaseRequest {
+                    worker_id: w.worker_id,
+                    max_trials: 1,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let Some(l) = r.leases.first() else { break };
+            tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            let (_, result) = done(0.5);
+            workers
+                .complete(CompleteRequest {
+                    lease: Some(lref(l)),
+                    result: Some(result),
+                })
+                .await
+                .unwrap();
+        }
+    });
+    let mut events = vec![first];
+    while let Some(event) = watch.message().await.unwrap() {
+        events.push(event);
+    }
+    simulated.await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.state(), SweepState::Finished);
+    assert_eq!(last.counts.unwrap().succeeded, 4);
+    assert!(events.len() >= 3, "{} events", events.len());
+    // Counts only grow.
+    for pair in events.windows(2) {
+        assert!(pair[0].counts.unwrap().succeeded <= pair[1].counts.unwrap().succeeded);
+    }
     server.stop().await;
 }

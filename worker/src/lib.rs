@@ -12,6 +12,8 @@
 //! - [`check`]: the gradient check of a trained model, in f64.
 //! - [`report`]: epoch reports, verdicts (stagnant loss, vanishing gradients), outcomes.
 //! - [`trial`]: one trial end to end, as `worker train` runs it.
+//! - [`serve`]: `worker serve`, the lease loop against a coordinator.
+//! - [`wire`]: records → `gradsweep_proto` messages.
 
 pub mod bench;
 pub mod check;
@@ -22,5 +24,7 @@ pub mod device;
 pub mod init;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod train;
 pub mod trial;
+pub mod wire;

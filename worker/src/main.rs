@@ -1,6 +1,7 @@
 //! `worker`: trains gradsweep trials.
 //!
 //! `worker train <trial.toml>` runs one trial locally, without a coordinator;
+//! `worker serve --coordinator URL` leases and trains trials for a coordinator;
 //! `worker bench` measures training throughput.
 
 mod cli;
@@ -39,6 +40,27 @@ enum Command {
         /// else the CPU), `cpu`, `cuda` or `cuda:N`.
         #[arg(long, default_value = "auto")]
         device: String,
+    },
+    /// Serve a coordinator: lease trials, train them, report every epoch, repeat.
+    ///
+    /// Registers with the coordinator, then trains up to --slots trials at once. On
+    /// SIGTERM (or Ctrl-C) it leases nothing new, hands its leases back and exits.
+    Serve {
+        /// The coordinator's URL, e.g. http://127.0.0.1:7070.
+        #[arg(long)]
+        coordinator: String,
+        /// Where to train: `auto`, `cpu`, `cuda` or `cuda:N` (as for `train`).
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Trials trained at once (they share the CPU threads).
+        #[arg(long, default_value_t = 1)]
+        slots: usize,
+        /// The name shown in the coordinator's status [default: <host>/<device>].
+        #[arg(long)]
+        name: Option<String>,
+        /// CPU threads, shared by the slots [default: all cores].
+        #[arg(long, env = "GRADSWEEP_THREADS")]
+        threads: Option<usize>,
     },
     /// Measure training throughput (samples/s) on CIFAR-shaped synthetic data.
     ///
@@ -89,6 +111,13 @@ fn main() -> ExitCode {
             threads,
             device,
         } => cli::train(&trial, json, threads, &device),
+        Command::Serve {
+            coordinator,
+            device,
+            slots,
+            name,
+            threads,
+        } => cli::serve(coordinator, device, slots, name, threads),
         Command::Bench {
             cases,
             n,

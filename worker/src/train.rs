@@ -159,6 +159,21 @@ pub fn train<B: Backend>(
     data: &Dataset,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> gradsweep_kernels::Result<Trained<B>> {
+    match train_until(backend, config, data, on_event, &|| false)? {
+        Some(trained) => Ok(trained),
+        None => unreachable!("a training that is never asked to stop ran to its end"),
+    }
+}
+
+/// [`train`], but `stop` is asked after every batch: when it says so, training ends at
+/// once and the answer is `None` (the lease loop abandons a revoked trial this way).
+pub fn train_until<B: Backend>(
+    backend: &B,
+    config: &TrialConfig,
+    data: &Dataset,
+    on_event: &mut dyn FnMut(Event<'_>),
+    stop: &dyn Fn() -> bool,
+) -> gradsweep_kernels::Result<Option<Trained<B>>> {
     let arch = architecture(config, data);
     let features = arch.inputs;
     let classes = arch.classes;
@@ -275,17 +290,20 @@ pub fn train<B: Backend>(
                 done: b + 1,
                 total: batches,
             });
+            if stop() {
+                return Ok(None);
+            }
         }
         let sums = backend.download(&acc)?;
         let train_seconds = started.elapsed().as_secs_f64();
         let train_loss = sums[0].to_f64() / usable.max(1) as f64;
         let train_acc = sums[1].to_f64() / usable.max(1) as f64;
         if !train_loss.is_finite() {
-            return Ok(Trained {
+            return Ok(Some(Trained {
                 model,
                 epochs,
                 outcome: Outcome::Diverged { epoch },
-            });
+            }));
         }
         let mut eval = |split: &DeviceSplit<'_, B>,
                         model: &mut Mlp<B>|
@@ -361,11 +379,11 @@ pub fn train<B: Backend>(
         on_event(Event::Epoch(&report));
         epochs.push(report);
     }
-    Ok(Trained {
+    Ok(Some(Trained {
         model,
         epochs,
         outcome: Outcome::Completed,
-    })
+    }))
 }
 
 fn optimizer_step<B: Backend>(

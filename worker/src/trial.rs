@@ -75,6 +75,9 @@ pub enum TrialError {
     /// A kernel failed.
     #[error("training failed: {0}")]
     Kernel(#[from] gradsweep_kernels::Error),
+    /// Asked to stop before the end ([`run_until`]).
+    #[error("stopped before the end")]
+    Stopped,
 }
 
 /// Loads the trial's dataset.
@@ -89,8 +92,21 @@ pub fn run<B: Backend>(
     data: &Dataset,
     on_event: &mut dyn FnMut(Event<'_>),
 ) -> Result<TrialRecord, TrialError> {
+    run_until(backend, config, data, on_event, &|| false)
+}
+
+/// [`run`], asking `stop` after every training batch; [`TrialError::Stopped`] when it
+/// said to stop.
+pub fn run_until<B: Backend>(
+    backend: &B,
+    config: &TrialConfig,
+    data: &Dataset,
+    on_event: &mut dyn FnMut(Event<'_>),
+    stop: &dyn Fn() -> bool,
+) -> Result<TrialRecord, TrialError> {
     let started = Instant::now();
-    let mut trained = train::train(backend, config, data, on_event)?;
+    let mut trained =
+        train::train_until(backend, config, data, on_event, stop)?.ok_or(TrialError::Stopped)?;
     let (gradcheck, gradcheck_skipped) = match trained.outcome {
         Outcome::Diverged { epoch } => (
             None,

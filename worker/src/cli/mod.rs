@@ -83,6 +83,52 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
     Ok(ExitCode::SUCCESS)
 }
 
+/// `worker serve`: the lease loop until SIGTERM or Ctrl-C, then exit (ending any
+/// training still running: its lease has been handed back).
+pub fn serve(
+    coordinator: String,
+    device: String,
+    slots: usize,
+    name: Option<String>,
+    threads: Option<usize>,
+) -> Result<ExitCode> {
+    if threads == Some(0) {
+        bail!("--threads: must be at least 1");
+    }
+    let name = name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "worker".to_owned());
+        format!("{host}/{device}")
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let options = gradsweep_worker::serve::ServeOptions {
+        coordinator,
+        device,
+        slots,
+        name,
+        threads,
+    };
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch for SIGTERM")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        gradsweep_worker::serve::serve(options, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    // Training threads may still run an abandoned trial: end them with the process.
+    std::process::exit(0)
+}
+
 /// The processor's model name, for benchmark reports.
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -1,0 +1,521 @@
+//! End to end: a real `coordinator` and real `worker serve` processes on loopback (ports
+//! chosen by the OS), driven through the gRPC client. The binaries are those built beside
+//! this test (`cargo test --release --workspace` builds them).
+
+use gradsweep_proto::sweep_service_client::SweepServiceClient;
+use gradsweep_proto::worker_service_client::WorkerServiceClient;
+use gradsweep_proto::*;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::Code;
+use tonic::transport::Channel;
+
+/// A binary built beside this test executable (`target/<profile>/<name>`).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo test --release --workspace builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failed test leaves none behind.
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn terminate(&mut self) {
+        // SAFETY: sending a signal to our own child's pid has no memory-safety
+        // preconditions.
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGTERM);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("gradsweep-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a coordinator on `listen` and waits for its `listening on <addr>` line.
+fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
+    let mut child = Command::new(binary("coordinator"))
+        .args([
+            "--listen",
+            listen,
+            "--lease-ttl",
+            ttl,
+            "--max-attempts",
+            "3",
+        ])
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("coordinator starts");
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (proc, addr)
+}
+
+/// A `worker serve` on `GRADSWEEP_E2E_DEVICE` (default `cpu`, so that the tests run
+/// anywhere; `cuda:0` on a GPU machine).
+fn worker(addr: &str, name: &str) -> Proc {
+    worker_with_slots(addr, name, 1)
+}
+
+/// [`worker`] training `slots` trials at once.
+fn worker_with_slots(addr: &str, name: &str, slots: usize) -> Proc {
+    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let slots = slots.to_string();
+    Proc(
+        Command::new(binary("worker"))
+            .args(["serve", "--device", &device, "--threads", "2"])
+            .args(["--slots", &slots, "--name", name])
+            .arg("--coordinator")
+            .arg(format!("http://{addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("worker starts"),
+    )
+}
+
+async fn client(addr: &str) -> (SweepServiceClient<Channel>, WorkerServiceClient<Channel>) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    (
+        SweepServiceClient::new(channel.clone()),
+        WorkerServiceClient::new(channel),
+    )
+}
+
+async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
+    sweeps
+        .submit_sweep(SubmitSweepRequest {
+            spec_toml: spec.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+/// Polls the sweep until `done` says so (or panics after `limit`).
+async fn wait_for(
+    sweeps: &mut SweepServiceClient<Channel>,
+    id: u64,
+    limit: Duration,
+    done: impl Fn(&Sweep) -> bool,
+) -> Sweep {
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = sweeps.get_sweep(GetSweepRequest { sweep_id: id }).await {
+            let s = s.into_inner();
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "sweep {id} not done after {limit:?}: {:?}",
+                s.counts
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn trial(sweeps: &mut SweepServiceClient<Channel>, id: u64, index: u32) -> TrialDetail {
+    sweeps
+        .get_trial(GetTrialRequest {
+            sweep_id: id,
+            index,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn finished(s: &Sweep) -> bool {
+    s.state() == SweepState::Finished
+}
+
+/// 4 activations × 2 batch-norm settings × 3 seeds = 24 small trials.
+const SPEC_24: &str = r#"
+name = "e2e-24"
+dataset = "synthetic:glyphs-tiny"
+epochs = 2
+batch_size = 64
+hidden = [16]
+seeds = [0, 1, 2]
+[grid]
+activation = ["sigmoid", "tanh", "relu", "leaky_relu"]
+batchnorm = [false, true]
+[gradcheck]
+layer = "linear1"
+samples = 8
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_complete_a_24_trial_sweep() {
+    let db = TempDir::new("24");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "5s");
+    let (mut sweeps, _) = client(&addr).await;
+
+    // An invalid spec is refused with the field path; nothing is stored for it.
+    let bad = sweeps
+        .submit_sweep(SubmitSweepRequest {
+            spec_toml: SPEC_24.replace("\"relu\"", "\"relux\""),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message()
+            .starts_with("grid.activation[2]: unknown activation \"relux\""),
+        "{}",
+        bad.message()
+    );
+    let listed = sweeps.list_sweeps(ListSweepsRequest {}).await.unwrap();
+    assert!(listed.into_inner().sweeps.is_empty());
+
+    let _a = worker(&addr, "a");
+    let _b = worker_with_slots(&addr, "b", 2);
+    let sweep = submit(&mut sweeps, SPEC_24).await;
+    assert_eq!(sweep.trial_count, 24);
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
+    let counts = done.counts.unwrap();
+    assert_eq!(counts.succeeded + counts.diverged, 24, "{counts:?}");
+    assert!(!done.dataset_fingerprint.is_empty());
+    for index in 0..24 {
+        let t = trial(&mut sweeps, sweep.id, index).await;
+        let record = t.trial.unwrap();
+        assert_eq!(
+            record.attempt, 0,
+            "trial {index} was retried: {}",
+            record.error
+        );
+        let result = record.result.clone().unwrap();
+        assert_eq!(result.dataset_fingerprint, done.dataset_fingerprint);
+        assert!(["a", "b"].contains(&result.worker_name.as_str()));
+        if record.state() == TrialState::Succeeded {
+            let epochs: Vec<u32> = t.epochs.iter().map(|e| e.epoch).collect();
+            assert_eq!(epochs, [1, 2], "trial {index}");
+            assert_eq!(t.epochs[0].layers.len(), 2);
+            assert!(result.gradcheck.unwrap().layers[0].checked > 0);
+        }
+    }
+    let table = sweeps
+        .get_table(GetTableRequest {
+            sweep_id: sweep.id,
+            rows: vec!["activation".into()],
+            metrics: vec!["test_accuracy".into()],
+            best_val_epoch: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(table.rows.len(), 4);
+}
+
+/// Trials long enough to be killed in the middle of.
+const SPEC_SLOW: &str = r#"
+name = "e2e-slow"
+dataset = "synthetic:glyphs-tiny"
+epochs = 12
+batch_size = 16
+hidden = [128, 128]
+seeds = [0, 1, 2]
+[gradcheck]
+layer = "none"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_trial_is_redone_and_its_late_calls_refused() {
+    let db = TempDir::new("kill-worker");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "1s");
+    let (mut sweeps, mut workers) = client(&addr).await;
+    let mut a = worker(&addr, "a");
+    let sweep = submit(&mut sweeps, SPEC_SLOW).await;
+    // Wait until trial 0 has reported an epoch, then kill its worker.
+    let started = Instant::now();
+    let leased = loop {
+        let t = trial(&mut sweeps, sweep.id, 0).await;
+        if !t.epochs.is_empty() {
+            break t.trial.unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    a.kill();
+    assert_eq!(leased.state(), TrialState::Leased);
+    let _b = worker(&addr, "b");
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
+    assert_eq!(done.counts.unwrap().succeeded, 3);
+    let t = trial(&mut sweeps, sweep.id, 0).await;
+    let record = t.trial.unwrap();
+    assert_eq!(record.state(), TrialState::Succeeded);
+    assert_eq!(record.attempt, 1);
+    assert_eq!(record.result.as_ref().unwrap().worker_name, "b");
+    assert_eq!(t.epochs.len(), 12);
+
+    // The presumed-dead worker's lease is stale: refused, and nothing changes.
+    let old = LeaseRef {
+        sweep_id: sweep.id,
+        index: 0,
+        lease_id: leased.lease_id,
+    };
+    let late = workers
+        .report_epoch(ReportEpochRequest {
+            lease: Some(old),
+            report: Some(EpochReport {
+                epoch: 13,
+                ..EpochReport::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let late = workers
+        .complete(CompleteRequest {
+            lease: Some(old),
+            result: Some(TrialResult::default()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let after = trial(&mut sweeps, sweep.id, 0).await;
+    assert_eq!(after.trial.unwrap(), record);
+    assert_eq!(after.epochs, t.epochs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_coordinator_resumes_on_the_same_db() {
+    let db = TempDir::new("kill-coordinator");
+    let (mut first, addr) = coordinator(&db.0, "127.0.0.1:0", "2s");
+    let (mut sweeps, _) = client(&addr).await;
+    let mut w = worker(&addr, "w");
+    let sweep = submit(
+        &mut sweeps,
+        &SPEC_SLOW.replace("epochs = 12", "epochs = 60"),
+    )
+    .await;
+    let _ = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), |s| {
+        s.counts.unwrap().succeeded >= 1
+    })
+    .await;
+    let before: Vec<Trial> = {
+        let mut out = Vec::new();
+        for index in 0..3 {
+            out.push(trial(&mut sweeps, sweep.id, index).await.trial.unwrap());
+        }
+        out
+    };
+    first.kill();
+    assert!(
+        before.iter().any(|t| t.state() != TrialState::Succeeded),
+        "the sweep finished before the coordinator was killed"
+    );
+    let (_second, again) = coordinator(&db.0, &addr, "2s");
+    assert_eq!(again, addr);
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
+    assert_eq!(done.counts.unwrap().succeeded, 3);
+    for old in before {
+        let detail = trial(&mut sweeps, sweep.id, old.index).await;
+        assert_eq!(detail.epochs.len(), 60);
+        let now = detail.trial.unwrap();
+        if old.state() == TrialState::Succeeded {
+            // Not lost, not rerun.
+            assert_eq!(now, old);
+        }
+    }
+    w.terminate();
+    let status = w.0.wait().unwrap();
+    assert!(status.success(), "worker exit: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_the_lease_back() {
+    let db = TempDir::new("sigterm");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "30s");
+    let (mut sweeps, _) = client(&addr).await;
+    let mut w = worker(&addr, "w");
+    let sweep = submit(
+        &mut sweeps,
+        &SPEC_SLOW.replace("epochs = 12", "epochs = 500"),
+    )
+    .await;
+    let started = Instant::now();
+    while trial(&mut sweeps, sweep.id, 0).await.epochs.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.terminate();
+    let status = w.0.wait().unwrap();
+    assert!(status.success(), "worker exit: {status}");
+    // Given back at once (not after the 30 s lease): pending again, as attempt 1.
+    let t = trial(&mut sweeps, sweep.id, 0).await.trial.unwrap();
+    assert_eq!(t.state(), TrialState::Pending);
+    assert_eq!(t.attempt, 1);
+    assert!(t.error.contains("shut down"), "{}", t.error);
+    let s = sweeps
+        .get_sweep(GetSweepRequest { sweep_id: sweep.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.counts.unwrap().leased, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_sweep_s_trial_is_abandoned_and_the_worker_moves_on() {
+    let db = TempDir::new("cancel");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "600ms");
+    let (mut sweeps, _) = client(&addr).await;
+    let _w = worker(&addr, "w");
+    let long = submit(
+        &mut sweeps,
+        &SPEC_SLOW.replace("epochs = 12", "epochs = 5000"),
+    )
+    .await;
+    let started = Instant::now();
+    while trial(&mut sweeps, long.id, 0).await.epochs.is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancelled = sweeps
+        .cancel_sweep(CancelSweepRequest { sweep_id: long.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.state(), SweepState::Cancelled);
+    assert_eq!(cancelled.counts.unwrap().cancelled, 3);
+    // The worker learns it at its next heartbeat, stops training and takes new work.
+    let short = submit(&mut sweeps, SPEC_24).await;
+    let done = wait_for(&mut sweeps, short.id, Duration::from_secs(60), finished).await;
+    assert_eq!(
+        done.counts.unwrap().succeeded + done.counts.unwrap().diverged,
+        24
+    );
+    let t = trial(&mut sweeps, long.id, 0).await;
+    assert_eq!(t.trial.unwrap().state(), TrialState::Cancelled);
+    assert!(t.epochs.len() < 5000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_data_with_another_fingerprint() {
+    let db = TempDir::new("fingerprint");
+    let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "5s");
+    let (mut sweeps, mut workers) = client(&addr).await;
+    let sweep = submit(&mut sweeps, SPEC_24).await;
+    // A first trial finished on other data sets the sweep's fingerprint.
+    let fake = workers
+        .register(RegisterRequest {
+            name: "elsewhere".into(),
+            device: "cpu".into(),
+            slots: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let lease = workers
+        .lease(LeaseRequest {
+            worker_id: fake.worker_id,
+            max_trials: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases
+        .remove(0);
+    workers
+        .complete(CompleteRequest {
+            lease: Some(LeaseRef {
+                sweep_id: lease.sweep_id,
+                index: lease.index,
+                lease_id: lease.lease_id,
+            }),
+            result: Some(TrialResult {
+                dataset_fingerprint: "0000other".into(),
+                ..TrialResult::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let _w = worker(&addr, "w");
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), finished).await;
+    assert_eq!(done.counts.unwrap().failed, 23);
+    let t = trial(&mut sweeps, sweep.id, 1).await;
+    let record = t.trial.unwrap();
+    assert_eq!(record.attempt, 2);
+    assert!(
+        record
+            .error
+            .contains("the sweep's trials trained on 0000other"),
+        "{}",
+        record.error
+    );
+    assert!(t.epochs.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_registers_again_with_a_coordinator_on_a_new_database() {
+    let first_db = TempDir::new("first-db");
+    let second_db = TempDir::new("second-db");
+    let (mut first, addr) = coordinator(&first_db.0, "127.0.0.1:0", "5s");
+    let _w = worker(&addr, "w");
+    let (mut sweeps, _) = client(&addr).await;
+    // Wait until the worker has registered (its lease calls reach the coordinator).
+    let warmup = submit(
+        &mut sweeps,
+        &SPEC_24.replace("seeds = [0, 1, 2]", "seeds = [0]"),
+    )
+    .await;
+    wait_for(&mut sweeps, warmup.id, Duration::from_secs(60), finished).await;
+    first.kill();
+    let (_second, again) = coordinator(&second_db.0, &addr, "5s");
+    assert_eq!(again, addr);
+    let sweep = submit(&mut sweeps, SPEC_24).await;
+    let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), finished).await;
+    assert_eq!(
+        done.counts.unwrap().succeeded + done.counts.unwrap().diverged,
+        24
+    );
+}

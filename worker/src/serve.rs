@@ -1,0 +1,496 @@
+//! `worker serve`: the lease loop. Registers with the coordinator, then each of
+//! `slots` threads leases a trial, trains it with [`crate::trial::run`], reports every
+//! epoch (`ReportEpoch`) and finishes it (`Complete`, or `Fail` with the reason), and
+//! leases the next. A background task heartbeats every held lease; a revoked lease
+//! (expired, or its sweep cancelled) is abandoned: its training stops after the current
+//! batch ([`trial::run_until`]) and nothing more is reported for it.
+//!
+//! Each slot owns its device and CPU thread pool (`threads / slots` threads) and calls
+//! the coordinator by blocking on the runtime's handle. Datasets are loaded once per
+//! worker and shared by the slots (keyed by dataset string and validation fraction);
+//! a dataset whose fingerprint differs from the one the sweep's trials trained on is
+//! refused with `Fail`, never trained on.
+//!
+//! A call that finds the coordinator unreachable (restarting) is retried for up to
+//! [`RETRY_FOR`]. When `shutdown` resolves, no new trial is leased, every held lease is
+//! handed back with `Fail`, and [`serve`] returns; the caller exits the process, which
+//! ends any training still running.
+
+use crate::config::TrialConfig;
+use crate::data::Dataset;
+use crate::device::{self, DeviceError};
+use crate::train::Event;
+use crate::trial::{self, TrialRecord};
+use crate::{wire, with_backend};
+use gradsweep_proto::worker_service_client::WorkerServiceClient;
+use gradsweep_proto::{
+    CompleteRequest, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest, RegisterRequest,
+    ReportEpochRequest, TrialLease,
+};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// How long a call is retried while the coordinator is unreachable.
+pub const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// `worker serve`'s options.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The coordinator's URL, `http://host:port`.
+    pub coordinator: String,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`, for every slot.
+    pub device: String,
+    /// Trials trained at once.
+    pub slots: usize,
+    /// The name shown in the coordinator's status.
+    pub name: String,
+    /// CPU threads in all (shared by the slots); `None`: every core.
+    pub threads: Option<usize>,
+}
+
+/// Why the lease loop could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The coordinator's URL is not a URL.
+    #[error("--coordinator: \"{url}\" is not a URL: {reason}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The coordinator refused or failed a call.
+    #[error("coordinator {url}: {status}")]
+    Rpc {
+        /// The coordinator.
+        url: String,
+        /// What it answered.
+        status: Status,
+    },
+    /// The device is not usable.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A slot could not start.
+    #[error("slot {slot}: {reason}")]
+    Slot {
+        /// The slot.
+        slot: usize,
+        /// Why.
+        reason: String,
+    },
+    /// `--slots 0`.
+    #[error("--slots: must be at least 1")]
+    NoSlots,
+}
+
+/// A lease being trained and its abandon flag.
+type Active = HashMap<u64, (LeaseRef, Arc<AtomicBool>)>;
+
+struct Shared {
+    client: WorkerServiceClient<Channel>,
+    /// The id the coordinator gave; replaced when it no longer knows it.
+    worker_id: AtomicU64,
+    registration: RegisterRequest,
+    reregistering: Mutex<()>,
+    name: String,
+    active: Mutex<Active>,
+    stopping: AtomicBool,
+    data: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
+    handle: tokio::runtime::Handle,
+}
+
+fn unreachable_now(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    )
+}
+
+impl Shared {
+    /// Calls the coordinator from a slot thread, retrying while it is unreachable.
+    fn call<T, F, Fut>(&self, abandon: Option<&AtomicBool>, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(WorkerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        loop {
+            match self.handle.block_on(f(self.client.clone())) {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s)
+                    if unreachable_now(&s)
+                        && started.elapsed() < RETRY_FOR
+                        && !self.stopping.load(Ordering::SeqCst)
+                        && !abandon.is_some_and(|a| a.load(Ordering::SeqCst)) =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(s) => return Err(s),
+            }
+        }
+    }
+
+    /// Registers again when the coordinator no longer knows worker `stale_id` (it was
+    /// restarted on another database); one slot does it, the others take the new id.
+    fn reregister(&self, stale_id: u64) {
+        let _one = self.reregistering.lock().expect("re-registration lock");
+        if self.worker_id.load(Ordering::SeqCst) != stale_id {
+            return;
+        }
+        match self.call(None, |mut c| {
+            let request = self.registration.clone();
+            async move { c.register(request).await }
+        }) {
+            Ok(r) => {
+                eprintln!(
+                    "worker {}: the coordinator did not know worker {stale_id}; registered again as worker {}",
+                    self.name, r.worker_id
+                );
+                self.worker_id.store(r.worker_id, Ordering::SeqCst);
+            }
+            Err(s) => {
+                eprintln!("worker {}: registering again failed: {s}", self.name);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// The dataset of `config`, loaded once per worker.
+    fn dataset(&self, config: &TrialConfig) -> Result<Arc<Dataset>, String> {
+        let key = (config.dataset.clone(), config.val_fraction.to_bits());
+        let mut cache = self.data.lock().expect("dataset cache lock");
+        if let Some(d) = cache.get(&key) {
+            return Ok(d.clone());
+        }
+        let data = Arc::new(trial::load_data(config).map_err(|e| e.to_string())?);
+        cache.insert(key, data.clone());
+        Ok(data)
+    }
+}
+
+/// Registers with the coordinator and runs the lease loop until `shutdown` resolves;
+/// then hands every held lease back and returns.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    if options.slots == 0 {
+        return Err(ServeError::NoSlots);
+    }
+    let url = options.coordinator.clone();
+    let rpc = |status: Status| ServeError::Rpc {
+        url: url.clone(),
+        status,
+    };
+    let channel = Channel::from_shared(options.coordinator.clone())
+        .map_err(|e| ServeError::BadUrl {
+            url: options.coordinator.clone(),
+            reason: e.to_string(),
+        })?
+        .connect_lazy();
+    let mut client = WorkerServiceClient::new(channel);
+    let started = Instant::now();
+    let registered = loop {
+        let request = RegisterRequest {
+            name: options.name.clone(),
+            device: options.device.clone(),
+            slots: options.slots as u32,
+        };
+        match client.register(request).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) if unreachable_now(&s) && started.elapsed() < RETRY_FOR => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => return Err(rpc(s)),
+        }
+    };
+    eprintln!(
+        "worker {}: registered with {} as worker {}",
+        options.name, options.coordinator, registered.worker_id
+    );
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        worker_id: AtomicU64::new(registered.worker_id),
+        registration: RegisterRequest {
+            name: options.name.clone(),
+            device: options.device.clone(),
+            slots: options.slots as u32,
+        },
+        reregistering: Mutex::new(()),
+        name: options.name.clone(),
+        active: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+        data: Mutex::new(HashMap::new()),
+        handle: tokio::runtime::Handle::current(),
+    });
+
+    let total_threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let per_slot = (total_threads / options.slots).max(1);
+    for slot in 0..options.slots {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
+        let shared = shared.clone();
+        let spec = options.device.clone();
+        std::thread::Builder::new()
+            .name(format!("gradsweep-slot-{slot}"))
+            .spawn(move || slot_loop(&shared, &spec, per_slot, ready_tx))
+            .map_err(|e| ServeError::Slot {
+                slot,
+                reason: e.to_string(),
+            })?;
+        match ready_rx.await {
+            Ok(Ok(device)) => eprintln!("worker {}: slot {slot} trains on {device}", options.name),
+            Ok(Err(reason)) => return Err(ServeError::Slot { slot, reason }),
+            Err(_) => {
+                return Err(ServeError::Slot {
+                    slot,
+                    reason: "the slot thread ended before it was ready".into(),
+                });
+            }
+        }
+    }
+
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        shared.clone(),
+        Duration::from_millis(registered.heartbeat_interval_ms.max(10)),
+    ));
+    shutdown.await;
+    shared.stopping.store(true, Ordering::SeqCst);
+    heartbeats.abort();
+    let held: Vec<LeaseRef> = {
+        let mut active = shared.active.lock().expect("active leases lock");
+        active
+            .drain()
+            .map(|(_, (lease, abandon))| {
+                abandon.store(true, Ordering::SeqCst);
+                lease
+            })
+            .collect()
+    };
+    for lease in held {
+        let request = FailRequest {
+            lease: Some(lease),
+            error: format!("worker {} shut down: lease given back", options.name),
+        };
+        if let Err(s) = client.fail(request).await {
+            eprintln!(
+                "worker {}: handing back trial {} of sweep {} failed: {s}",
+                options.name, lease.index, lease.sweep_id
+            );
+        }
+    }
+    eprintln!("worker {}: stopped", options.name);
+    Ok(())
+}
+
+/// Renews the held leases every `interval`; flags the revoked ones to be abandoned.
+async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
+    let mut client = shared.client.clone();
+    loop {
+        tokio::time::sleep(interval).await;
+        let leases: Vec<LeaseRef> = {
+            let active = shared.active.lock().expect("active leases lock");
+            active.values().map(|(lease, _)| *lease).collect()
+        };
+        let request = HeartbeatRequest {
+            worker_id: shared.worker_id.load(Ordering::SeqCst),
+            leases,
+        };
+        let Ok(answer) = client.heartbeat(request).await else {
+            continue;
+        };
+        let active = shared.active.lock().expect("active leases lock");
+        for revoked in answer.into_inner().revoked {
+            let Some(lease) = revoked.lease else { continue };
+            if let Some((_, abandon)) = active.get(&lease.lease_id) {
+                abandon.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "worker {}: trial {} of sweep {} abandoned: lease revoked ({})",
+                    shared.name,
+                    lease.index,
+                    lease.sweep_id,
+                    revoked.reason().as_str_name()
+                );
+            }
+        }
+    }
+}
+
+/// One slot: its device and thread pool, leasing and training until the worker stops.
+fn slot_loop(
+    shared: &Shared,
+    spec: &str,
+    threads: usize,
+    ready: tokio::sync::oneshot::Sender<Result<String, String>>,
+) {
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gradsweep-cpu-{i}"))
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start the thread pool: {e}")));
+            return;
+        }
+    };
+    let device = match device::resolve(spec, threads) {
+        Ok((device, note)) => {
+            if let Some(note) = note {
+                eprintln!("worker {}: note: {note}", shared.name);
+            }
+            device
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(device.name()));
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let worker_id = shared.worker_id.load(Ordering::SeqCst);
+        let answer = shared.call(None, |mut c| async move {
+            c.lease(LeaseRequest {
+                worker_id,
+                max_trials: 1,
+            })
+            .await
+        });
+        match answer {
+            Ok(answer) => match answer.leases.into_iter().next() {
+                Some(lease) => run_lease(shared, &device, &pool, lease),
+                None => {
+                    std::thread::sleep(Duration::from_millis(answer.retry_after_ms.clamp(10, 1000)))
+                }
+            },
+            Err(s) if s.code() == Code::NotFound => shared.reregister(worker_id),
+            Err(s) => {
+                eprintln!("worker {}: lease failed: {s}", shared.name);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Trains one leased trial and finishes it (`Complete` or `Fail`), unless the lease
+/// was revoked or the worker is stopping.
+fn run_lease(
+    shared: &Shared,
+    device: &device::Device,
+    pool: &rayon::ThreadPool,
+    lease: TrialLease,
+) {
+    let lease_ref = LeaseRef {
+        sweep_id: lease.sweep_id,
+        index: lease.index,
+        lease_id: lease.lease_id,
+    };
+    let abandon = Arc::new(AtomicBool::new(false));
+    shared
+        .active
+        .lock()
+        .expect("active leases lock")
+        .insert(lease.lease_id, (lease_ref, abandon.clone()));
+    let trained = train_lease(shared, device, pool, &lease, lease_ref, &abandon);
+    shared
+        .active
+        .lock()
+        .expect("active leases lock")
+        .remove(&lease.lease_id);
+    if abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    let answer = match trained {
+        Ok(record) => {
+            let result = wire::result(&record, &shared.name);
+            shared
+                .call(None, |mut c| {
+                    let request = CompleteRequest {
+                        lease: Some(lease_ref),
+                        result: Some(result.clone()),
+                    };
+                    async move { c.complete(request).await }
+                })
+                .map(|_| ())
+        }
+        Err(error) => {
+            eprintln!(
+                "worker {}: trial {} of sweep {} failed: {error}",
+                shared.name, lease.index, lease.sweep_id
+            );
+            shared
+                .call(None, |mut c| {
+                    let request = FailRequest {
+                        lease: Some(lease_ref),
+                        error: error.clone(),
+                    };
+                    async move { c.fail(request).await }
+                })
+                .map(|_| ())
+        }
+    };
+    if let Err(s) = answer {
+        eprintln!(
+            "worker {}: finishing trial {} of sweep {} was refused: {s}",
+            shared.name, lease.index, lease.sweep_id
+        );
+    }
+}
+
+/// Parses, loads and trains; reports each epoch as it ends.
+fn train_lease(
+    shared: &Shared,
+    device: &device::Device,
+    pool: &rayon::ThreadPool,
+    lease: &TrialLease,
+    lease_ref: LeaseRef,
+    abandon: &AtomicBool,
+) -> Result<TrialRecord, String> {
+    let config = TrialConfig::from_toml_str(&lease.config_toml)
+        .map_err(|e| format!("the trial's config is refused: {e}"))?;
+    let data = shared.dataset(&config)?;
+    if !lease.dataset_fingerprint.is_empty() && lease.dataset_fingerprint != data.fingerprint {
+        return Err(format!(
+            "dataset {} here has fingerprint {}, but the sweep's trials trained on {}; refusing to train on other data",
+            config.dataset, data.fingerprint, lease.dataset_fingerprint
+        ));
+    }
+    let mut on_event = |event: Event<'_>| {
+        let Event::Epoch(report) = event else { return };
+        if abandon.load(Ordering::SeqCst) {
+            return;
+        }
+        let report = wire::epoch(report);
+        let sent = shared.call(Some(abandon), |mut c| {
+            let request = ReportEpochRequest {
+                lease: Some(lease_ref),
+                report: Some(report.clone()),
+            };
+            async move { c.report_epoch(request).await }
+        });
+        if let Err(s) = sent {
+            eprintln!(
+                "worker {}: trial {} of sweep {} abandoned: {s}",
+                shared.name, lease.index, lease.sweep_id
+            );
+            abandon.store(true, Ordering::SeqCst);
+        }
+    };
+    let stop = || abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
+    pool.install(|| {
+        with_backend!(device, |b| trial::run_until(
+            b,
+            &config,
+            &data,
+            &mut on_event,
+            &stop
+        ))
+    })
+    .map_err(|e| e.to_string())
+}
