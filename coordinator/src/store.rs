@@ -101,6 +101,8 @@ struct Index {
     leased: HashMap<TrialId, u64>,
     /// Per sweep: cancelled, and the fingerprint of the data its trials trained on.
     sweeps: HashMap<u64, SweepInfo>,
+    /// Registered workers' ids.
+    workers: std::collections::HashSet<u64>,
 }
 
 #[derive(Default, Clone)]
@@ -247,6 +249,10 @@ impl Store {
                     fingerprint: sweep.dataset_fingerprint.clone(),
                 },
             );
+        }
+        for entry in store.workers.iter() {
+            let (_, v) = entry?;
+            index.workers.insert(decode::<Worker>(&v)?.id);
         }
         for entry in store.trials.iter() {
             let (_, v) = entry?;
@@ -486,6 +492,7 @@ impl Store {
         };
         self.workers
             .insert(worker.id.to_be_bytes(), worker.encode_to_vec())?;
+        self.lock().workers.insert(worker.id);
         Ok(worker)
     }
 
@@ -505,9 +512,11 @@ impl Store {
     /// Leases up to `max` pending trials to `worker_id` (first requeuing expired leases).
     /// Each lease is one transaction: `PENDING → LEASED(worker, new lease id, now + ttl)`.
     pub fn lease(&self, worker_id: u64, max: usize, now_ms: u64) -> Result<Vec<TrialLease>, Error> {
-        self.worker(worker_id)?;
         self.expire(now_ms)?;
         let mut index = self.lock();
+        if !index.workers.contains(&worker_id) {
+            return Err(Error::NoWorker(worker_id));
+        }
         let mut out = Vec::new();
         while out.len() < max {
             let Some(id) = index.pending.pop_first() else {
@@ -706,6 +715,11 @@ impl Store {
             Some(outcome::Kind::Diverged(_)) => TrialState::Diverged,
             _ => TrialState::Succeeded,
         };
+        // Only the first finished trial of a sweep reads and writes the sweep record.
+        let known = index
+            .sweeps
+            .get(&id.0)
+            .is_some_and(|s| !s.fingerprint.is_empty());
         let (state, fingerprint) = untx((&self.sweeps, &self.trials).transaction(
             |(sweeps, trials)| {
                 let key = trial_key(id);
@@ -726,7 +740,7 @@ impl Store {
                 trial.result = Some(result.clone());
                 tx_put(trials, &key, &trial)?;
                 let mut fingerprint = None;
-                if !result.dataset_fingerprint.is_empty() {
+                if !known && !result.dataset_fingerprint.is_empty() {
                     let sweep_key = id.0.to_be_bytes();
                     if let Some(mut sweep) = tx_get::<Sweep>(sweeps, &sweep_key)?
                         && sweep.dataset_fingerprint.is_empty()

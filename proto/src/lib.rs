@@ -11,8 +11,9 @@
 /// Package `gradsweep.v1` of `sweep.proto`.
 pub mod v1 {
     // Generated code: its doc comments come from the .proto file, where not every
-    // message has one.
+    // field has one.
     #![allow(missing_docs)]
+    // Generated code: prost and tonic's output is not ours to restyle.
     #![allow(clippy::all)]
     tonic::include_proto!("gradsweep.v1");
 }
