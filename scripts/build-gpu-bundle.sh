@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 out=${1:-.gpu}
-packages=(-p gradsweep-kernels -p gradsweep-worker)
+packages=(-p gradsweep-kernels -p gradsweep-worker -p gradsweep-tests)
 
 echo "build-gpu-bundle: cargo test --release --no-run ${packages[*]}" >&2
 json=$(mktemp)
@@ -53,7 +53,14 @@ fi
 # The executables that exercise the GPU (the CPU-only ones run in CI; some of them read
 # files at build-time paths that do not exist on the GPU machine).
 wanted=" kernels-lib kernels-nvrtc kernels-parity worker-lib worker-cuda_trial "
+mkdir -p "$out/e2e/deps"
 while read -r exe name; do
+    if [[ $name == tests-sweep ]]; then
+        # The end-to-end tests find `coordinator` and `worker` one folder above
+        # themselves, as in target/release/deps.
+        cp "$exe" "$out/e2e/deps/sweep" && strip --strip-debug "$out/e2e/deps/sweep"
+        continue
+    fi
     [[ $wanted == *" $name "* ]] || continue
     cp "$exe" "$out/$name"
     strip --strip-debug "$out/$name" 2>/dev/null || true
@@ -63,8 +70,10 @@ rm -f "$out/.list"
 
 # The worker binary, for the GPU benchmark and a trial on the GPU, and the PyTorch
 # script it is compared with.
-cargo build --release -p gradsweep-worker --bin worker >&2
+cargo build --release -p gradsweep-worker --bin worker -p gradsweep-coordinator --bin coordinator >&2
 cp target/release/worker "$out/worker" && strip --strip-debug "$out/worker"
+cp "$out/worker" "$out/e2e/worker"
+cp target/release/coordinator "$out/e2e/coordinator" && strip --strip-debug "$out/e2e/coordinator"
 cp scripts/pytorch_gpu_bench.py "$out/pytorch_gpu_bench.py"
 cp examples/deep-sigmoid-bn.toml "$out/deep-sigmoid-bn.toml"
 

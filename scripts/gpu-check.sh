@@ -112,6 +112,18 @@ main() {
         failures+=("no tests")
     fi
 
+    note "end to end: a coordinator and workers training on the GPU (GRADSWEEP_E2E_DEVICE=cuda:0)"
+    if [[ -d $bundle/e2e ]]; then
+        local e2e
+        e2e=$(mktemp -d)
+        cp -r "$bundle/e2e/." "$e2e/" && chmod +x "$e2e/coordinator" "$e2e/worker" "$e2e/deps/sweep"
+        GRADSWEEP_E2E_DEVICE=cuda:0 RUST_BACKTRACE=1 timeout "$step_timeout" "$e2e/deps/sweep" \
+            || failures+=("end-to-end on the GPU")
+        rm -rf "$e2e"
+    else
+        echo "skipped: no $bundle/e2e"
+    fi
+
     note "a trial on the GPU: worker train deep-sigmoid-bn.toml --device cuda"
     if [[ -f $run_dir/worker ]]; then
         timeout "$step_timeout" "$run_dir/worker" train "$bundle/deep-sigmoid-bn.toml" --device cuda \
