@@ -233,17 +233,19 @@ pub async fn serve(
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let per_slot = (total_threads / options.slots).max(1);
+    let mut slot_threads = Vec::with_capacity(options.slots);
     for slot in 0..options.slots {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
         let shared = shared.clone();
         let spec = options.device.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("gradsweep-slot-{slot}"))
             .spawn(move || slot_loop(&shared, &spec, per_slot, ready_tx))
             .map_err(|e| ServeError::Slot {
                 slot,
                 reason: e.to_string(),
             })?;
+        slot_threads.push(thread);
         match ready_rx.await {
             Ok(Ok(device)) => eprintln!("worker {}: slot {slot} trains on {device}", options.name),
             Ok(Err(reason)) => return Err(ServeError::Slot { slot, reason }),
@@ -285,9 +287,27 @@ pub async fn serve(
             );
         }
     }
+    // Wait for the slots to leave their trials (an abandoned trial stops after its
+    // current batch) before returning: a process that exits while a slot is inside a
+    // CUDA call has the driver torn down under it, which crashes it.
+    let joined = tokio::task::spawn_blocking(move || {
+        for thread in slot_threads {
+            let _ = thread.join();
+        }
+    });
+    if tokio::time::timeout(SLOT_EXIT_WAIT, joined).await.is_err() {
+        eprintln!(
+            "worker {}: a slot did not stop within {}s; exiting anyway",
+            options.name,
+            SLOT_EXIT_WAIT.as_secs()
+        );
+    }
     eprintln!("worker {}: stopped", options.name);
     Ok(())
 }
+
+/// How long a stopping worker waits for its slots to leave their trials.
+const SLOT_EXIT_WAIT: Duration = Duration::from_secs(60);
 
 /// Renews the held leases every `interval`; flags the revoked ones to be abandoned.
 async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
