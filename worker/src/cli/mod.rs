@@ -212,8 +212,19 @@ pub fn bench(
         })?;
         bar.finish_and_clear();
         if !json {
+            // The PyTorch command that trains the same model on the same device.
+            let anchor = match device {
+                device::Device::Cpu(_) => {
+                    format!(
+                        "python pytorch_mlp_bench.py --threads {threads} --n {n} --batch {batch}"
+                    )
+                }
+                device::Device::Cuda(_) => {
+                    format!("python scripts/pytorch_gpu_bench.py --n {n} --batch {batch}")
+                }
+            };
             println!(
-                "{:<13} {:>9.0} samples/s (best of {epochs} epochs; each: {})   anchor: python pytorch_mlp_bench.py --threads {threads} --n {n} --batch {batch} {}",
+                "{:<13} {:>9.0} samples/s (best of {epochs} epochs; each: {})   PyTorch: {anchor} {}",
                 case.name,
                 result.best(),
                 result
