@@ -9,7 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// What the server needs besides the store.
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +59,14 @@ pub async fn run(
     let served = tonic::transport::Server::builder()
         .add_service(sweeps)
         .add_service(workers)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // TCP_NODELAY on every accepted connection: tonic sets it only on listeners it
+        // binds itself, and with Nagle's algorithm a response's small frames wait for
+        // the client's delayed ACK — 40 ms per call, which capped 50 workers at
+        // ~1,200 lease + complete cycles a second.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
     expiry.abort();
     store.flush().await?;
