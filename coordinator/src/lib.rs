@@ -14,6 +14,7 @@
 //! The `coordinator` binary (`src/bin/coordinator.rs`) parses flags, opens the store,
 //! binds and calls [`run`].
 
+pub mod cli;
 pub mod error;
 pub mod server;
 pub mod service;

@@ -1,0 +1,124 @@
+//! `sweep`: submit sweeps to a coordinator, follow them and compare their results. Thin:
+//! flags here, everything else in `gradsweep_coordinator::cli`.
+
+use clap::{Parser, Subcommand};
+use gradsweep_coordinator::cli::{self, CliError, DEFAULT_COORDINATOR, render};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Submit hyper-parameter sweeps to a gradsweep coordinator, follow them, and compare
+/// their results as tables (mean ± std over seeds, aggregated by the coordinator).
+#[derive(Parser)]
+#[command(
+    name = "sweep",
+    version,
+    after_help = "Examples:\n  sweep submit examples/sweep.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
+)]
+struct Args {
+    /// The coordinator's address (`http://host:port` or `host:port`).
+    #[arg(long, global = true, env = "GRADSWEEP_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
+    coordinator: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Submit a sweep spec (TOML); prints the new sweep's id and its number of trials.
+    ///
+    /// The coordinator checks the spec and expands its grid × seeds into trials; a bad
+    /// spec is refused with one line naming the field.
+    #[command(after_help = "Example:\n  sweep submit examples/sweep.toml")]
+    Submit {
+        /// The spec file.
+        spec: PathBuf,
+    },
+    /// List every sweep with its state and how many trials are done.
+    #[command(after_help = "Example:\n  sweep ls")]
+    Ls,
+    /// A sweep's state, axes, seeds and trial counts per state.
+    #[command(after_help = "Example:\n  sweep status 3")]
+    Status {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+    },
+    /// Cancel a sweep: its pending and running trials become cancelled; results kept.
+    #[command(after_help = "Example:\n  sweep cancel 3")]
+    Cancel {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+    },
+    /// Compare configurations: one row per combination of the chosen axes, each metric
+    /// as mean ± std over the succeeded trials of the row, with the number of trials
+    /// (seeds, and the axes not chosen) behind each cell.
+    ///
+    /// Diverged, failed and unfinished trials count in no cell. Metrics: train_loss,
+    /// train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy, penalty
+    /// (`test_acc` is short for `test_accuracy`).
+    #[command(
+        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc\n  sweep table 3 --epoch best-val --format csv > results.csv"
+    )]
+    Table {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// Axes that make the rows (default: every axis of the sweep).
+        #[arg(long, value_delimiter = ',')]
+        by: Vec<String>,
+        /// Metrics to show (default: train/val/test loss and accuracy).
+        #[arg(long, value_delimiter = ',')]
+        metric: Vec<String>,
+        /// Which epoch of each trial counts: its last, or its best validation accuracy.
+        #[arg(long, default_value = "final", value_parser = ["final", "best-val"])]
+        epoch: String,
+        /// Output format: table, md, csv or json (csv and json at full precision).
+        #[arg(long, default_value = "table")]
+        format: render::Format,
+    },
+    /// One trial: its config, per-epoch metrics, layer diagnostics, verdicts and
+    /// gradient check.
+    #[command(after_help = "Example:\n  sweep trial 3/17    (trial 17 of sweep 3)")]
+    Trial {
+        /// `<sweep id>/<trial index>`.
+        #[arg(value_parser = cli::parse_trial_ref)]
+        trial: (u64, u32),
+    },
+}
+
+async fn run(args: Args) -> Result<String, CliError> {
+    let mut client = cli::connect(&args.coordinator).await?;
+    match args.command {
+        Command::Submit { spec } => cli::submit(&mut client, &spec).await,
+        Command::Ls => cli::ls(&mut client).await,
+        Command::Status { id } => cli::status(&mut client, id).await,
+        Command::Cancel { id } => cli::cancel(&mut client, id).await,
+        Command::Table {
+            id,
+            by,
+            metric,
+            epoch,
+            format,
+        } => {
+            let table = cli::table(&mut client, id, by, metric, epoch == "best-val").await?;
+            Ok(render::table(&table, format))
+        }
+        Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The `sweep` command line: each subcommand is a function here over a connected
+//! [`SweepServiceClient`]; `src/bin/sweep.rs` only parses flags and calls them. Every
+//! error is one line ([`CliError`]) that the binary prints before exiting non-zero.
+//!
+//! - [`connect`]: the address (flag, `GRADSWEEP_COORDINATOR`, default) and the one-line
+//!   error when nothing answers there.
+//! - [`render`]: tables as text, Markdown, CSV and JSON (the coordinator aggregates; this
+//!   crate only formats what `GetTable` returns).
+
+pub mod render;
+
+use gradsweep_proto::sweep_service_client::SweepServiceClient;
+use gradsweep_proto::*;
+use std::fmt::Write as _;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// The address used when neither `--coordinator` nor `GRADSWEEP_COORDINATOR` is set.
+pub const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
+
+/// A one-line error, printed as `error: <message>`.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // One line, whatever the source said.
+        f.write_str(&self.0.replace('\n', " "))
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// What the subcommands return.
+pub type Result<T> = std::result::Result<T, CliError>;
+
+/// A connected client and the address it reached (for error messages).
+pub struct Client {
+    /// The generated gRPC client.
+    pub sweeps: SweepServiceClient<Channel>,
+    /// The address as given (with `http://` added when it had no scheme).
+    pub addr: String,
+}
+
+/// The innermost cause of an error, which names the real problem ("Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn unreachable(addr: &str, why: &str) -> CliError {
+    CliError(format!(
+        "cannot reach the coordinator at {addr} ({why}): is `coordinator` running and \
+         listening on that host and port? Set the address with --coordinator or \
+         GRADSWEEP_COORDINATOR"
+    ))
+}
+
+/// Connects to the coordinator at `addr` (`host:port` or `http://host:port`).
+pub async fn connect(addr: &str) -> Result<Client> {
+    let addr = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(addr.clone()).map_err(|e| {
+        CliError(format!(
+            "--coordinator \"{addr}\" is not an address ({}); expected e.g. {DEFAULT_COORDINATOR}",
+            root_cause(&e)
+        ))
+    })?;
+    let channel = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| unreachable(&addr, &root_cause(&e)))?;
+    Ok(Client {
+        sweeps: SweepServiceClient::new(channel),
+        addr,
+    })
+}
+
+impl Client {
+    /// Turns a failed call into one line: the coordinator's own message, or the
+    /// connection advice when it went away.
+    fn status(&self, s: tonic::Status) -> CliError {
+        match s.code() {
+            tonic::Code::Unavailable => unreachable(&self.addr, s.message()),
+            _ => CliError(s.message().to_owned()),
+        }
+    }
+}
+
+/// Parses a sweep id (`12`).
+pub fn parse_sweep_id(s: &str) -> std::result::Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("expected a sweep id (a number such as 3), got \"{s}\""))
+}
+
+/// Parses a trial address `<sweep>/<index>` (`3/17`).
+pub fn parse_trial_ref(s: &str) -> std::result::Result<(u64, u32), String> {
+    let bad = || format!("expected <sweep id>/<trial index> such as 3/17, got \"{s}\"");
+    let (a, b) = s.split_once('/').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+fn state_name(s: SweepState) -> &'static str {
+    match s {
+        SweepState::Unspecified => "unknown",
+        SweepState::Running => "running",
+        SweepState::Finished => "finished",
+        SweepState::Cancelled => "cancelled",
+    }
+}
+
+fn trial_state_name(s: TrialState) -> &'static str {
+    match s {
+        TrialState::Unspecified => "unknown",
+        TrialState::Pending => "pending",
+        TrialState::Leased => "running",
+        TrialState::Succeeded => "succeeded",
+        TrialState::Diverged => "diverged",
+        TrialState::Failed => "failed",
+        TrialState::Cancelled => "cancelled",
+    }
+}
+
+fn done_count(c: &TrialCounts) -> u32 {
+    c.succeeded + c.diverged + c.failed + c.cancelled
+}
+
+/// `sweep submit`: sends the spec file; returns the lines to print.
+pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<String> {
+    let spec_toml = std::fs::read_to_string(path)
+        .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    let sweep = client
+        .sweeps
+        .submit_sweep(SubmitSweepRequest { spec_toml })
+        .await
+        .map_err(|s| {
+            let e = client.status(s);
+            CliError(format!("{}: {}", path.display(), e.0))
+        })?
+        .into_inner()
+        .sweep
+        .ok_or_else(|| CliError("the coordinator answered without a sweep".into()))?;
+    Ok(format!(
+        "submitted sweep {} \"{}\": {} trials\n",
+        sweep.id, sweep.name, sweep.trial_count
+    ))
+}
+
+/// `sweep ls`: one line per sweep.
+pub async fn ls(client: &mut Client) -> Result<String> {
+    let sweeps = client
+        .sweeps
+        .list_sweeps(ListSweepsRequest {})
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner()
+        .sweeps;
+    if sweeps.is_empty() {
+        return Ok("no sweeps yet (submit one with `sweep submit <spec.toml>`)\n".into());
+    }
+    let rows: Vec<Vec<String>> = sweeps
+        .iter()
+        .map(|s| {
+            let c = s.counts.unwrap_or_default();
+            vec![
+                s.id.to_string(),
+                s.name.clone(),
+                state_name(s.state()).into(),
+                format!("{}/{}", done_count(&c), s.trial_count),
+                c.succeeded.to_string(),
+                c.diverged.to_string(),
+                c.failed.to_string(),
+            ]
+        })
+        .collect();
+    Ok(render::grid(
+        &["ID", "NAME", "STATE", "DONE", "OK", "DIVERGED", "FAILED"],
+        &rows,
+    ))
+}
+
+async fn get_sweep(client: &mut Client, id: u64) -> Result<Sweep> {
+    client
+        .sweeps
+        .get_sweep(GetSweepRequest { sweep_id: id })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| client.status(s))
+}
+
+/// `sweep status`: the sweep's state, axes and trial counts per state.
+pub async fn status(client: &mut Client, id: u64) -> Result<String> {
+    let s = get_sweep(client, id).await?;
+    let c = s.counts.unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "sweep {} \"{}\": {} ({}/{} trials done)",
+        s.id,
+        s.name,
+        state_name(s.state()),
+        done_count(&c),
+        s.trial_count
+    );
+    for a in &s.axes {
+        let _ = writeln!(out, "  axis {}: {}", a.key, a.labels.join(", "));
+    }
+    let seeds: Vec<String> = s.seeds.iter().map(|x| x.to_string()).collect();
+    let _ = writeln!(out, "  seeds: {}", seeds.join(", "));
+    for (name, n) in [
+        ("pending", c.pending),
+        ("running", c.leased),
+        ("succeeded", c.succeeded),
+        ("diverged", c.diverged),
+        ("failed", c.failed),
+        ("cancelled", c.cancelled),
+    ] {
+        let _ = writeln!(out, "  {name:<10} {n}");
+    }
+    Ok(out)
+}
+
+/// `sweep cancel`: cancels the sweep's unfinished trials.
+pub async fn cancel(client: &mut Client, id: u64) -> Result<String> {
+    let s = client
+        .sweeps
+        .cancel_sweep(CancelSweepRequest { sweep_id: id })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner();
+    let c = s.counts.unwrap_or_default();
+    Ok(format!(
+        "sweep {} is {} ({} succeeded, {} diverged, {} failed, {} cancelled)\n",
+        s.id,
+        state_name(s.state()),
+        c.succeeded,
+        c.diverged,
+        c.failed,
+        c.cancelled
+    ))
+}
+
+/// Metric names as the coordinator spells them; `*_acc` is accepted for `*_accuracy`.
+pub fn metric_name(m: &str) -> String {
+    match m.strip_suffix("_acc") {
+        Some(prefix) => format!("{prefix}_accuracy"),
+        None => m.to_owned(),
+    }
+}
+
+/// `sweep table`: asks the coordinator for the aggregated table.
+pub async fn table(
+    client: &mut Client,
+    id: u64,
+    rows: Vec<String>,
+    metrics: Vec<String>,
+    best_val_epoch: bool,
+) -> Result<Table> {
+    client
+        .sweeps
+        .get_table(GetTableRequest {
+            sweep_id: id,
+            rows,
+            metrics: metrics.iter().map(|m| metric_name(m)).collect(),
+            best_val_epoch,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| client.status(s))
+}
+
+/// `sweep trial`: a trial's config, epochs, verdicts and gradient check.
+pub async fn trial(client: &mut Client, id: u64, index: u32) -> Result<String> {
+    let detail = client
+        .sweeps
+        .get_trial(GetTrialRequest {
+            sweep_id: id,
+            index,
+        })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner();
+    let t = detail.trial.unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "trial {}/{} [{}]: {} (seed {}, attempt {})",
+        t.sweep_id,
+        t.index,
+        t.key,
+        trial_state_name(t.state()),
+        t.seed,
+        t.attempt
+    );
+    if !t.error.is_empty() {
+        let _ = writeln!(out, "error: {}", t.error);
+    }
+    let _ = writeln!(out, "\nconfig:");
+    for line in t.config_toml.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+    if !detail.epochs.is_empty() {
+        let _ = writeln!(out, "\nepochs:");
+        let rows: Vec<Vec<String>> = detail
+            .epochs
+            .iter()
+            .map(|e| {
+                vec![
+                    e.epoch.to_string(),
+                    format!("{:.4}", e.train_loss),
+                    format!("{:.4}", e.train_accuracy),
+                    format!("{:.4}", e.val_loss),
+                    format!("{:.4}", e.val_accuracy),
+                    format!("{:.4}", e.test_loss),
+                    format!("{:.4}", e.test_accuracy),
+                    format!("{:.2}", e.seconds),
+                ]
+            })
+            .collect();
+        out.push_str(&render::grid(
+            &[
+                "EPOCH",
+                "TRAIN_LOSS",
+                "TRAIN_ACC",
+                "VAL_LOSS",
+                "VAL_ACC",
+                "TEST_LOSS",
+                "TEST_ACC",
+                "SECONDS",
+            ],
+            &rows,
+        ));
+        if let Some(last) = detail.epochs.last()
+            && !last.layers.is_empty()
+        {
+            let _ = writeln!(out, "\nlayers at epoch {}:", last.epoch);
+            let rows: Vec<Vec<String>> = last
+                .layers
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.layer.clone(),
+                        format!("{:.3e}", l.grad_norm),
+                        format!("{:.3e}", l.update_ratio),
+                        format!("{:.4}", l.weight_std),
+                        l.dead_fraction
+                            .map(|d| format!("{d:.3}"))
+                            .unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out.push_str(&render::grid(
+                &["LAYER", "GRAD_NORM", "UPDATE_RATIO", "WEIGHT_STD", "DEAD"],
+                &rows,
+            ));
+        }
+    }
+    if let Some(r) = &t.result {
+        if let Some(outcome) = r.outcome.as_ref().and_then(|o| o.kind.as_ref()) {
+            let _ = match outcome {
+                outcome::Kind::Completed(_) => writeln!(out, "\noutcome: completed"),
+                outcome::Kind::Diverged(d) => {
+                    writeln!(out, "\noutcome: diverged at epoch {}", d.epoch)
+                }
+            };
+        }
+        let _ = writeln!(
+            out,
+            "ran on {} ({}) in {:.1}s",
+            r.worker_name, r.device, r.seconds
+        );
+        if !r.verdicts.is_empty() {
+            let _ = writeln!(out, "\nverdicts:");
+            for v in &r.verdicts {
+                let mark = if v.flagged { "FLAGGED" } else { "ok" };
+                let _ = writeln!(out, "  {:<24} {mark:<8} {}", v.name, v.reason);
+            }
+        }
+        if let Some(g) = &r.gradcheck {
+            let _ = writeln!(
+                out,
+                "\ngradient check: {} (batch {})",
+                if g.passed { "passed" } else { "FAILED" },
+                g.batch
+            );
+            for l in &g.layers {
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {} checked, max abs err {:.2e}, max rel err {:.2e}: {}",
+                    l.layer,
+                    l.checked,
+                    l.max_abs_error,
+                    l.max_rel_error,
+                    if l.passed { "ok" } else { "FAILED" }
+                );
+            }
+            if !g.device.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  on {}: {}",
+                    g.device,
+                    if g.device_passed { "passed" } else { "FAILED" }
+                );
+            }
+        } else if !r.gradcheck_skipped.is_empty() {
+            let _ = writeln!(out, "\ngradient check: skipped ({})", r.gradcheck_skipped);
+        }
+    }
+    Ok(out)
+}

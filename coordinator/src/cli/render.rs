@@ -1,0 +1,168 @@
+//! Rendering: aligned text grids, and a `GetTable` answer as text, Markdown, CSV or JSON.
+//! Numbers are never recomputed here; CSV and JSON carry them at full precision.
+
+use gradsweep_proto::{MetricStat, Table};
+
+/// The output formats of `sweep table`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for a terminal: `mean ± std (n)`.
+    Table,
+    /// A Markdown table.
+    Md,
+    /// CSV with `<metric>_mean`, `<metric>_std`, `<metric>_n` columns, full precision.
+    Csv,
+    /// JSON: `{sweep_id, axes, metrics, rows: [{values: {axis: label}, stats: {metric: {mean, std, count}}}]}`.
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "table" => Ok(Format::Table),
+            "md" | "markdown" => Ok(Format::Md),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("expected table, md, csv or json, got \"{s}\"")),
+        }
+    }
+}
+
+/// Left-aligned columns separated by two spaces, with a header line.
+pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(cell);
+            s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+fn cell(s: &MetricStat) -> String {
+    if s.count == 0 {
+        return "— (0)".into();
+    }
+    format!("{:.4} ± {:.4} ({})", s.mean, s.std, s.count)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn json_number(x: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(x)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Renders `table` in `format`.
+pub fn table(table: &Table, format: Format) -> String {
+    let mut header: Vec<String> = table.axes.clone();
+    match format {
+        Format::Table | Format::Md => {
+            header.extend(table.metrics.iter().cloned());
+            let rows: Vec<Vec<String>> = table
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut cells = r.values.clone();
+                    cells.extend(r.stats.iter().map(cell));
+                    cells
+                })
+                .collect();
+            if format == Format::Table {
+                let h: Vec<&str> = header.iter().map(String::as_str).collect();
+                grid(&h, &rows)
+            } else {
+                let mut out = format!("| {} |\n", header.join(" | "));
+                out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+                for row in rows {
+                    out.push_str(&format!("| {} |\n", row.join(" | ")));
+                }
+                out
+            }
+        }
+        Format::Csv => {
+            for m in &table.metrics {
+                header.extend([format!("{m}_mean"), format!("{m}_std"), format!("{m}_n")]);
+            }
+            let mut out: String = header
+                .iter()
+                .map(|h| csv_field(h))
+                .collect::<Vec<_>>()
+                .join(",");
+            out.push('\n');
+            for r in &table.rows {
+                let mut cells: Vec<String> = r.values.iter().map(|v| csv_field(v)).collect();
+                for s in &r.stats {
+                    // `{}` prints the shortest text that parses back to the same f64.
+                    cells.extend([s.mean.to_string(), s.std.to_string(), s.count.to_string()]);
+                }
+                out.push_str(&cells.join(","));
+                out.push('\n');
+            }
+            out
+        }
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = table
+                .rows
+                .iter()
+                .map(|r| {
+                    let values: serde_json::Map<String, serde_json::Value> = table
+                        .axes
+                        .iter()
+                        .zip(&r.values)
+                        .map(|(a, v)| (a.clone(), v.clone().into()))
+                        .collect();
+                    let stats: serde_json::Map<String, serde_json::Value> = r
+                        .stats
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.metric.clone(),
+                                serde_json::json!({
+                                    "mean": json_number(s.mean),
+                                    "std": json_number(s.std),
+                                    "count": s.count,
+                                }),
+                            )
+                        })
+                        .collect();
+                    serde_json::json!({ "values": values, "stats": stats })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "sweep_id": table.sweep_id,
+                "axes": table.axes,
+                "metrics": table.metrics,
+                "rows": rows,
+            });
+            let mut out = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+            out.push('\n');
+            out
+        }
+    }
+}
