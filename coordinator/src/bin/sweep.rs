@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[command(
     name = "sweep",
     version,
-    after_help = "Examples:\n  sweep submit examples/sweep.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
+    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
 )]
 struct Args {
     /// The coordinator's address (`http://host:port` or `host:port`).
@@ -28,7 +28,7 @@ enum Command {
     ///
     /// The coordinator checks the spec and expands its grid × seeds into trials; a bad
     /// spec is refused with one line naming the field.
-    #[command(after_help = "Example:\n  sweep submit examples/sweep.toml")]
+    #[command(after_help = "Example:\n  sweep submit examples/sweeps/activations.toml")]
     Submit {
         /// The spec file.
         spec: PathBuf,

@@ -1,0 +1,370 @@
+//! The `sweep` CLI end to end: the real `sweep` binary against a real `coordinator` and
+//! `worker serve` on loopback. Numbers in `sweep table` are checked against mean/std
+//! computed here from the epochs `GetTrial` returns.
+
+use gradsweep_proto::sweep_service_client::SweepServiceClient;
+use gradsweep_proto::*;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// A binary built beside this test executable (`target/<profile>/<name>`).
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo test --release --workspace builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("gradsweep-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a coordinator on a free port; returns it and its address.
+fn coordinator(db: &Path) -> (Proc, String) {
+    let mut child = Command::new(binary("coordinator"))
+        .args(["--listen", "127.0.0.1:0", "--lease-ttl", "5s"])
+        .arg("--db")
+        .arg(db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("coordinator starts");
+    let stdout = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (proc, addr)
+}
+
+fn worker(addr: &str) -> Proc {
+    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
+    Proc(
+        Command::new(binary("worker"))
+            .args(["serve", "--device", &device, "--threads", "2"])
+            .args(["--slots", "1", "--name", "cli-w"])
+            .arg("--coordinator")
+            .arg(format!("http://{addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("worker starts"),
+    )
+}
+
+/// Runs `sweep <args>` against `addr` (through the environment variable, so that the
+/// flag's fallback is exercised too).
+fn sweep(addr: &str, args: &[&str]) -> Output {
+    Command::new(binary("sweep"))
+        .args(args)
+        .env("GRADSWEEP_COORDINATOR", addr)
+        .output()
+        .expect("sweep runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Asserts `o` failed with exactly one line on stderr, and returns that line.
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "expected failure, got {o:?}");
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    err.trim_end().to_owned()
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    let top = sweep("http://127.0.0.1:1", &["--help"]);
+    assert!(top.status.success());
+    assert!(stdout(&top).contains("Examples:"));
+    for sub in ["submit", "ls", "status", "cancel", "table", "trial"] {
+        let o = sweep("http://127.0.0.1:1", &[sub, "--help"]);
+        assert!(o.status.success(), "sweep {sub} --help: {o:?}");
+        let text = stdout(&o);
+        assert!(text.contains("Example"), "sweep {sub} --help: {text}");
+        assert!(text.contains(&format!("sweep {sub}")), "{text}");
+    }
+}
+
+#[test]
+fn an_unreachable_coordinator_is_one_line_naming_the_address() {
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    for args in [&["ls"][..], &["status", "1"], &["table", "1"]] {
+        let o = sweep(&addr, args);
+        let line = one_line_error(&o);
+        assert!(line.contains(&format!("http://{addr}")), "{line}");
+        assert!(line.contains("running"), "{line}");
+        assert!(line.contains("GRADSWEEP_COORDINATOR"), "{line}");
+    }
+    // The flag wins over the environment variable.
+    let o = Command::new(binary("sweep"))
+        .args(["--coordinator", &addr, "ls"])
+        .env("GRADSWEEP_COORDINATOR", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&o).contains(&addr));
+}
+
+#[test]
+fn a_wrong_sweep_id_or_a_bad_spec_is_one_line() {
+    let db = TempDir::new("wrong-id");
+    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    for args in [
+        &["status", "4242"][..],
+        &["cancel", "4242"],
+        &["table", "4242"],
+        &["trial", "4242/0"],
+    ] {
+        let line = one_line_error(&sweep(&addr, args));
+        assert!(line.contains("4242"), "{args:?}: {line}");
+    }
+    let bad = db.0.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"bad\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 0\n",
+    )
+    .unwrap();
+    let line = one_line_error(&sweep(&addr, &["submit", bad.to_str().unwrap()]));
+    assert!(line.contains("epochs"), "{line}");
+    let ls = sweep(&addr, &["ls"]);
+    assert!(ls.status.success());
+    assert!(stdout(&ls).contains("no sweeps"));
+    // The README's example sweep is accepted.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sweeps/activations.toml"
+    );
+    let o = sweep(&addr, &["submit", example]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains(": 24 trials"), "{}", stdout(&o));
+}
+
+const SPEC: &str = r#"
+name = "cli-e2e"
+dataset = "synthetic:glyphs-tiny"
+epochs = 2
+batch_size = 64
+hidden = [16]
+seeds = [0, 1, 2]
+[grid]
+activation = ["sigmoid", "relu"]
+batchnorm = [false, true]
+"#;
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_csv_and_json_match_the_stored_epochs() {
+    let db = TempDir::new("e2e");
+    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let spec = db.0.join("spec.toml");
+    std::fs::write(&spec, SPEC).unwrap();
+    let o = sweep(&addr, &["submit", spec.to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(out.contains("12 trials"), "{out}");
+    let id: u64 = out
+        .strip_prefix("submitted sweep ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no sweep id in {out:?}"));
+    let _worker = worker(&addr);
+
+    let mut client = SweepServiceClient::new(
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy(),
+    );
+    let started = Instant::now();
+    let sweep_msg = loop {
+        let s = client
+            .get_sweep(GetSweepRequest { sweep_id: id })
+            .await
+            .unwrap()
+            .into_inner();
+        if s.state() == SweepState::Finished {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let status = stdout(&sweep(&addr, &["status", &id.to_string()]));
+    assert!(status.contains("finished"), "{status}");
+    assert!(status.contains("succeeded  12"), "{status}");
+    assert!(stdout(&sweep(&addr, &["ls"])).contains("cli-e2e"));
+    let trial = sweep(&addr, &["trial", &format!("{id}/0")]);
+    assert!(trial.status.success());
+    let trial = stdout(&trial);
+    for part in ["config:", "epochs:", "verdicts:", "activation = "] {
+        assert!(trial.contains(part), "{part} missing: {trial}");
+    }
+
+    // Expected: per activation, mean/std of the final epoch over the succeeded trials.
+    let metrics = ["test_accuracy", "val_loss"];
+    let act = sweep_msg
+        .axes
+        .iter()
+        .position(|a| a.key == "activation")
+        .unwrap();
+    let mut expected: BTreeMap<String, Vec<[f64; 2]>> = BTreeMap::new();
+    for index in 0..sweep_msg.trial_count {
+        let d = client
+            .get_trial(GetTrialRequest {
+                sweep_id: id,
+                index,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let t = d.trial.unwrap();
+        assert_eq!(t.state(), TrialState::Succeeded);
+        let last = d.epochs.last().unwrap();
+        let label = sweep_msg.axes[act].labels[t.choice[act] as usize].clone();
+        expected
+            .entry(label)
+            .or_default()
+            .push([last.test_accuracy, last.val_loss]);
+    }
+    let check = |label: &str, metric: usize, mean: f64, std: f64, n: u64| {
+        let xs: Vec<f64> = expected[label].iter().map(|v| v[metric]).collect();
+        let (m, s) = mean_std(&xs);
+        assert_eq!(n, xs.len() as u64, "{label}");
+        assert!(close(mean, m), "{label} {}: {mean} vs {m}", metrics[metric]);
+        assert!(close(std, s), "{label} {}: {std} vs {s}", metrics[metric]);
+    };
+
+    let args = |format: &str| {
+        vec![
+            "table".to_owned(),
+            id.to_string(),
+            "--by".into(),
+            "activation".into(),
+            "--metric".into(),
+            "test_acc,val_loss".into(),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let run = |format: &str| {
+        let a = args(format);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = sweep(&addr, &a);
+        assert!(o.status.success(), "{o:?}");
+        stdout(&o)
+    };
+
+    let csv = run("csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "activation,test_accuracy_mean,test_accuracy_std,test_accuracy_n,\
+         val_loss_mean,val_loss_std,val_loss_n"
+    );
+    let mut rows = 0;
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 7, "{line}");
+        let num = |i: usize| f[i].parse::<f64>().unwrap();
+        check(f[0], 0, num(1), num(2), f[3].parse().unwrap());
+        check(f[0], 1, num(4), num(5), f[6].parse().unwrap());
+        rows += 1;
+    }
+    assert_eq!(rows, 2, "{csv}");
+
+    let json: serde_json::Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json["sweep_id"], id);
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let label = row["values"]["activation"].as_str().unwrap();
+        for (i, m) in metrics.iter().enumerate() {
+            let s = &row["stats"][m];
+            check(
+                label,
+                i,
+                s["mean"].as_f64().unwrap(),
+                s["std"].as_f64().unwrap(),
+                s["count"].as_u64().unwrap(),
+            );
+        }
+    }
+
+    // The human formats show the same rows with the seed counts.
+    let table = run("table");
+    assert!(
+        table.contains("sigmoid") && table.contains("relu"),
+        "{table}"
+    );
+    assert!(table.contains("± ") && table.contains("(6)"), "{table}");
+    let md = run("md");
+    assert!(
+        md.starts_with("| activation | test_accuracy | val_loss |"),
+        "{md}"
+    );
+
+    // An unknown axis is the coordinator's one line.
+    let line = one_line_error(&sweep(&addr, &["table", &id.to_string(), "--by", "colour"]));
+    assert!(line.contains("colour"), "{line}");
+}
