@@ -120,7 +120,9 @@ fn every_subcommand_has_help_with_an_example() {
     let top = sweep("http://127.0.0.1:1", &["--help"]);
     assert!(top.status.success());
     assert!(stdout(&top).contains("Examples:"));
-    for sub in ["submit", "ls", "status", "cancel", "table", "trial"] {
+    for sub in [
+        "submit", "ls", "status", "watch", "cancel", "table", "trial",
+    ] {
         let o = sweep("http://127.0.0.1:1", &[sub, "--help"]);
         assert!(o.status.success(), "sweep {sub} --help: {o:?}");
         let text = stdout(&o);
@@ -161,6 +163,7 @@ fn a_wrong_sweep_id_or_a_bad_spec_is_one_line() {
     for args in [
         &["status", "4242"][..],
         &["cancel", "4242"],
+        &["watch", "4242"],
         &["table", "4242"],
         &["trial", "4242/0"],
     ] {
@@ -229,6 +232,14 @@ async fn table_csv_and_json_match_the_stored_epochs() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no sweep id in {out:?}"));
+    // `sweep watch` started before any worker: it follows the sweep and ends with it.
+    let watcher = Command::new(binary("sweep"))
+        .args(["watch", &id.to_string()])
+        .env("GRADSWEEP_COORDINATOR", &addr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sweep watch starts");
     let _worker = worker(&addr);
 
     let mut client = SweepServiceClient::new(
@@ -249,6 +260,20 @@ async fn table_csv_and_json_match_the_stored_epochs() {
         assert!(started.elapsed() < Duration::from_secs(120), "{s:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+
+    let watched = watcher.wait_with_output().unwrap();
+    assert!(watched.status.success(), "{watched:?}");
+    assert_eq!(
+        stdout(&watched),
+        format!(
+            "sweep {id} finished: 12 succeeded, 0 diverged, 0 failed, 0 cancelled of 12 trials\n"
+        )
+    );
+    // Watching a finished sweep returns at once with the same line.
+    assert_eq!(
+        stdout(&sweep(&addr, &["watch", &id.to_string()])),
+        stdout(&watched)
+    );
 
     let status = stdout(&sweep(&addr, &["status", &id.to_string()]));
     assert!(status.contains("finished"), "{status}");

@@ -28,10 +28,15 @@ enum Command {
     ///
     /// The coordinator checks the spec and expands its grid × seeds into trials; a bad
     /// spec is refused with one line naming the field.
-    #[command(after_help = "Example:\n  sweep submit examples/sweeps/activations.toml")]
+    #[command(
+        after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep submit examples/sweeps/activations.toml --watch"
+    )]
     Submit {
         /// The spec file.
         spec: PathBuf,
+        /// Then follow it as `sweep watch` does.
+        #[arg(long)]
+        watch: bool,
     },
     /// List every sweep with its state and how many trials are done.
     #[command(after_help = "Example:\n  sweep ls")]
@@ -39,6 +44,14 @@ enum Command {
     /// A sweep's state, axes, seeds and trial counts per state.
     #[command(after_help = "Example:\n  sweep status 3")]
     Status {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+    },
+    /// Follow a sweep live: a bar for the whole sweep and one per running trial (its
+    /// epochs); ends, with a summary line, when the sweep is finished or cancelled.
+    #[command(after_help = "Example:\n  sweep watch 3")]
+    Watch {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
         id: u64,
@@ -90,7 +103,15 @@ enum Command {
 async fn run(args: Args) -> Result<String, CliError> {
     let mut client = cli::connect(&args.coordinator).await?;
     match args.command {
-        Command::Submit { spec } => cli::submit(&mut client, &spec).await,
+        Command::Submit { spec, watch } => {
+            let (text, id) = cli::submit(&mut client, &spec).await?;
+            if !watch {
+                return Ok(text);
+            }
+            print!("{text}");
+            cli::watch(&mut client, id).await
+        }
+        Command::Watch { id } => cli::watch(&mut client, id).await,
         Command::Ls => cli::ls(&mut client).await,
         Command::Status { id } => cli::status(&mut client, id).await,
         Command::Cancel { id } => cli::cancel(&mut client, id).await,

@@ -136,8 +136,8 @@ fn done_count(c: &TrialCounts) -> u32 {
     c.succeeded + c.diverged + c.failed + c.cancelled
 }
 
-/// `sweep submit`: sends the spec file; returns the lines to print.
-pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<String> {
+/// `sweep submit`: sends the spec file; returns the lines to print and the new sweep's id.
+pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<(String, u64)> {
     let spec_toml = std::fs::read_to_string(path)
         .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
     let sweep = client
@@ -151,9 +151,12 @@ pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<Strin
         .into_inner()
         .sweep
         .ok_or_else(|| CliError("the coordinator answered without a sweep".into()))?;
-    Ok(format!(
-        "submitted sweep {} \"{}\": {} trials\n",
-        sweep.id, sweep.name, sweep.trial_count
+    Ok((
+        format!(
+            "submitted sweep {} \"{}\": {} trials\n",
+            sweep.id, sweep.name, sweep.trial_count
+        ),
+        sweep.id,
     ))
 }
 
@@ -418,4 +421,95 @@ pub async fn trial(client: &mut Client, id: u64, index: u32) -> Result<String> {
         }
     }
     Ok(out)
+}
+
+/// A trial's epoch count, read from its canonical config (`epochs = N`).
+fn config_epochs(config_toml: &str) -> Option<u64> {
+    config_toml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("epochs = "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// `sweep watch`: progress bars (the whole sweep, and each running trial's epochs) until
+/// the sweep is finished or cancelled; returns the closing summary line. Bars are drawn
+/// only on a terminal; elsewhere only the summary is printed.
+pub async fn watch(client: &mut Client, id: u64) -> Result<String> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+    use std::collections::BTreeMap;
+    let sweep = get_sweep(client, id).await?;
+    let mut stream = client
+        .sweeps
+        .watch_sweep(WatchSweepRequest { sweep_id: id })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner();
+    let multi = MultiProgress::new();
+    let overall = multi.add(ProgressBar::new(u64::from(sweep.trial_count)));
+    overall.set_style(
+        ProgressStyle::with_template("sweep {prefix} [{bar:40}] {pos}/{len} trials {msg}")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    overall.set_prefix(id.to_string());
+    let trial_style =
+        ProgressStyle::with_template("  trial {prefix:>5} [{bar:30}] epoch {pos}/{len}")
+            .expect("template")
+            .progress_chars("=> ");
+    let mut running: BTreeMap<u32, ProgressBar> = BTreeMap::new();
+    let mut last = sweep.clone();
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(s) => return Err(client.status(s)),
+        };
+        let c = event.counts.unwrap_or_default();
+        overall.set_position(u64::from(done_count(&c)));
+        overall.set_message(format!(
+            "({} running, {} diverged, {} failed)",
+            c.leased, c.diverged, c.failed
+        ));
+        if event.trial_state() == TrialState::Leased {
+            if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(event.index) {
+                let epochs = client
+                    .sweeps
+                    .get_trial(GetTrialRequest {
+                        sweep_id: id,
+                        index: event.index,
+                    })
+                    .await
+                    .ok()
+                    .and_then(|d| d.into_inner().trial)
+                    .and_then(|t| config_epochs(&t.config_toml))
+                    .unwrap_or(0);
+                let bar = multi.add(ProgressBar::new(epochs));
+                bar.set_style(trial_style.clone());
+                bar.set_prefix(event.index.to_string());
+                slot.insert(bar);
+            }
+            if let Some(bar) = running.get(&event.index) {
+                bar.set_position(u64::from(event.epoch));
+            }
+        } else if let Some(bar) = running.remove(&event.index) {
+            bar.finish_and_clear();
+            multi.remove(&bar);
+        }
+        last.counts = Some(c);
+        last.state = event.state;
+    }
+    for bar in running.values() {
+        bar.finish_and_clear();
+    }
+    overall.finish_and_clear();
+    let c = last.counts.unwrap_or_default();
+    Ok(format!(
+        "sweep {id} {}: {} succeeded, {} diverged, {} failed, {} cancelled of {} trials\n",
+        state_name(last.state()),
+        c.succeeded,
+        c.diverged,
+        c.failed,
+        c.cancelled,
+        last.trial_count
+    ))
 }
