@@ -393,3 +393,62 @@ async fn table_csv_and_json_match_the_stored_epochs() {
     let line = one_line_error(&sweep(&addr, &["table", &id.to_string(), "--by", "colour"]));
     assert!(line.contains("colour"), "{line}");
 }
+
+/// A deep sigmoid net: without batch norm its gradients vanish and it stays at chance;
+/// with it, it learns. `eval_batch_size` changes nothing the metrics see.
+const EFFECTS_SPEC: &str = r#"
+name = "cli-effects"
+dataset = "synthetic:glyphs-tiny"
+epochs = 3
+batch_size = 32
+hidden = [32, 32, 32, 32, 32, 32]
+activation = "sigmoid"
+optimizer = { kind = "sgd", lr = 0.01, momentum = 0.0 }
+seeds = [0, 1]
+[grid]
+eval_batch_size = [100, 1000]
+batchnorm = [false, true]
+[gradcheck]
+layer = "none"
+"#;
+
+#[test]
+fn effects_rank_the_dominant_factor_first() {
+    let db = TempDir::new("effects");
+    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let spec = db.0.join("spec.toml");
+    std::fs::write(&spec, EFFECTS_SPEC).unwrap();
+    let _worker = worker(&addr);
+    // `submit --watch` returns when the sweep is finished.
+    let o = sweep(&addr, &["submit", spec.to_str().unwrap(), "--watch"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let id = out
+        .strip_prefix("submitted sweep ")
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert!(
+        out.contains(&format!("sweep {id} finished: 8 succeeded")),
+        "{out}"
+    );
+
+    let o = sweep(&addr, &["table", &id, "--effects", "--format", "json"]);
+    assert!(o.status.success(), "{o:?}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(json["metric"], "test_accuracy");
+    let axes = json["axes"].as_array().unwrap();
+    assert_eq!(axes.len(), 2);
+    assert_eq!(axes[0]["axis"], "batchnorm", "{json}");
+    assert_eq!(axes[0]["values"][0]["value"], "true", "{json}");
+    let spread = axes[0]["spread"].as_f64().unwrap();
+    let hi = axes[0]["values"][0]["mean"].as_f64().unwrap();
+    let lo = axes[0]["values"][1]["mean"].as_f64().unwrap();
+    assert!(spread > 0.0 && (spread - (hi - lo)).abs() < 1e-12, "{json}");
+    assert!(axes[1]["spread"].as_f64().unwrap() < spread, "{json}");
+    let text = stdout(&sweep(&addr, &["table", &id, "--effects"]));
+    assert!(
+        text.starts_with("effect of each axis on test_accuracy"),
+        "{text}"
+    );
+}

@@ -71,7 +71,7 @@ enum Command {
     /// train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy, penalty
     /// (`test_acc` is short for `test_accuracy`).
     #[command(
-        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc\n  sweep table 3 --epoch best-val --format csv > results.csv"
+        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
     )]
     Table {
         /// The sweep id (see `sweep ls`).
@@ -89,6 +89,10 @@ enum Command {
         /// Output format: table, md, csv or json (csv and json at full precision).
         #[arg(long, default_value = "table")]
         format: render::Format,
+        /// Instead: each axis's effect on one metric (default test_accuracy): its
+        /// values' means over all other axes, axes ranked by the spread of those means.
+        #[arg(long, conflicts_with = "by")]
+        effects: bool,
     },
     /// One trial: its config, per-epoch metrics, layer diagnostics, verdicts and
     /// gradient check.
@@ -121,7 +125,21 @@ async fn run(args: Args) -> Result<String, CliError> {
             metric,
             epoch,
             format,
+            effects,
         } => {
+            if effects {
+                let metric = match metric.as_slice() {
+                    [] => "test_accuracy".to_owned(),
+                    [m] => cli::metric_name(m),
+                    _ => {
+                        return Err(CliError(
+                            "--effects: give one --metric (default test_accuracy)".into(),
+                        ));
+                    }
+                };
+                let e = cli::effects(&mut client, id, &metric, epoch == "best-val").await?;
+                return Ok(render::effects(&e, &metric, format));
+            }
             let table = cli::table(&mut client, id, by, metric, epoch == "best-val").await?;
             Ok(render::table(&table, format))
         }

@@ -166,3 +166,66 @@ pub fn table(table: &Table, format: Format) -> String {
         }
     }
 }
+
+/// Renders `sweep table --effects`: each axis (largest spread first) with its values.
+pub fn effects(effects: &[crate::cli::AxisEffect], metric: &str, format: Format) -> String {
+    match format {
+        Format::Table | Format::Md => {
+            let mut out = format!(
+                "effect of each axis on {metric} (each value: mean ± std (n) over all other \
+                 axes and the seeds), largest spread first\n"
+            );
+            let mut rows = Vec::new();
+            for e in effects {
+                rows.push(vec![
+                    e.axis.clone(),
+                    String::new(),
+                    format!("{:.4}", e.spread),
+                ]);
+                for (v, s) in &e.values {
+                    rows.push(vec![String::new(), v.clone(), cell(s)]);
+                }
+            }
+            out.push_str(&grid(&["AXIS", "VALUE", "SPREAD / MEAN"], &rows));
+            out
+        }
+        Format::Csv => {
+            let mut out = format!("axis,spread,value,{metric}_mean,{metric}_std,{metric}_n\n");
+            for e in effects {
+                for (v, s) in &e.values {
+                    out.push_str(&format!(
+                        "{},{},{},{},{},{}\n",
+                        csv_field(&e.axis),
+                        e.spread,
+                        csv_field(v),
+                        s.mean,
+                        s.std,
+                        s.count
+                    ));
+                }
+            }
+            out
+        }
+        Format::Json => {
+            let axes: Vec<serde_json::Value> = effects
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "axis": e.axis,
+                        "spread": json_number(e.spread),
+                        "values": e.values.iter().map(|(v, s)| serde_json::json!({
+                            "value": v,
+                            "mean": json_number(s.mean),
+                            "std": json_number(s.std),
+                            "count": s.count,
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({ "metric": metric, "axes": axes });
+            let mut out = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+            out.push('\n');
+            out
+        }
+    }
+}
