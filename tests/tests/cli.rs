@@ -452,3 +452,40 @@ fn effects_rank_the_dominant_factor_first() {
         "{text}"
     );
 }
+
+#[test]
+fn demo_runs_end_to_end_and_cleans_up() {
+    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let child = Command::new(binary("sweep"))
+        .args(["demo", "--workers", "2", "--device", &device])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sweep demo starts");
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        stderr(&o).contains("finished: 32 succeeded"),
+        "{}",
+        stderr(&o)
+    );
+    for part in [
+        "activation  init       batchnorm  regularization  test_accuracy",
+        "effect of each axis on test_accuracy",
+        "Vanishing gradients",
+        "activation=sigmoid init=default batchnorm=false regularization=none         2/2",
+    ] {
+        assert!(out.contains(part), "{part:?} missing:\n{out}");
+    }
+    // Batch norm is what matters most for this deep net.
+    let first_axis = out
+        .lines()
+        .skip_while(|l| !l.starts_with("AXIS"))
+        .nth(1)
+        .unwrap();
+    assert!(first_axis.starts_with("batchnorm"), "{out}");
+    let db = std::env::temp_dir().join(format!("gradsweep-demo-{pid}"));
+    assert!(!db.exists(), "{} left behind", db.display());
+}

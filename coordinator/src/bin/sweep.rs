@@ -94,6 +94,27 @@ enum Command {
         #[arg(long, conflicts_with = "by")]
         effects: bool,
     },
+    /// Run the built-in demo: a coordinator on a temporary database, local workers, a
+    /// 32-trial sweep (activation × init × batch norm × regularisation on a deep net, two
+    /// seeds), then the tables, each axis's effect and the vanishing-gradient verdicts.
+    ///
+    /// Everything it starts is stopped at the end. It needs the `coordinator` and
+    /// `worker` binaries beside `sweep` (cargo build --release --workspace).
+    #[command(after_help = "Examples:\n  sweep demo\n  sweep demo --workers 2 --device cpu")]
+    Demo {
+        /// Local worker processes to start.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Where the workers train: auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// The dataset of the built-in sweep.
+        #[arg(long, default_value = "synthetic:glyphs-small")]
+        dataset: String,
+        /// Epochs per trial.
+        #[arg(long, default_value_t = 8)]
+        epochs: u32,
+    },
     /// One trial: its config, per-epoch metrics, layer diagnostics, verdicts and
     /// gradient check.
     #[command(after_help = "Example:\n  sweep trial 3/17    (trial 17 of sweep 3)")]
@@ -105,6 +126,15 @@ enum Command {
 }
 
 async fn run(args: Args) -> Result<String, CliError> {
+    if let Command::Demo {
+        workers,
+        device,
+        dataset,
+        epochs,
+    } = &args.command
+    {
+        return cli::demo::run(*workers, device, dataset, *epochs).await;
+    }
     let mut client = cli::connect(&args.coordinator).await?;
     match args.command {
         Command::Submit { spec, watch } => {
@@ -144,6 +174,7 @@ async fn run(args: Args) -> Result<String, CliError> {
             Ok(render::table(&table, format))
         }
         Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,
+        Command::Demo { .. } => unreachable!("handled above"),
     }
 }
 

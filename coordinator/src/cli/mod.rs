@@ -7,6 +7,7 @@
 //! - [`render`]: tables as text, Markdown, CSV and JSON (the coordinator aggregates; this
 //!   crate only formats what `GetTable` returns).
 
+pub mod demo;
 pub mod render;
 
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
@@ -86,7 +87,7 @@ pub async fn connect(addr: &str) -> Result<Client> {
 impl Client {
     /// Turns a failed call into one line: the coordinator's own message, or the
     /// connection advice when it went away.
-    fn status(&self, s: tonic::Status) -> CliError {
+    pub(crate) fn status(&self, s: tonic::Status) -> CliError {
         match s.code() {
             tonic::Code::Unavailable => unreachable(&self.addr, s.message()),
             _ => CliError(s.message().to_owned()),
@@ -193,7 +194,7 @@ pub async fn ls(client: &mut Client) -> Result<String> {
     ))
 }
 
-async fn get_sweep(client: &mut Client, id: u64) -> Result<Sweep> {
+pub(crate) async fn get_sweep(client: &mut Client, id: u64) -> Result<Sweep> {
     client
         .sweeps
         .get_sweep(GetSweepRequest { sweep_id: id })
