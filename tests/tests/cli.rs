@@ -389,6 +389,43 @@ async fn table_csv_and_json_match_the_stored_epochs() {
         "{md}"
     );
 
+    // --sort orders the rows, highest accuracy first.
+    let sorted = sweep(
+        &addr,
+        &[
+            "table",
+            &id.to_string(),
+            "--by",
+            "activation,batchnorm",
+            "--metric",
+            "test_acc",
+            "--sort",
+            "test_acc",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(sorted.status.success(), "{sorted:?}");
+    let means: Vec<f64> = stdout(&sorted)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(means.len(), 4);
+    assert!(means.windows(2).all(|w| w[0] >= w[1]), "{means:?}");
+    let line = one_line_error(&sweep(
+        &addr,
+        &[
+            "table",
+            &id.to_string(),
+            "--metric",
+            "test_acc",
+            "--sort",
+            "val_loss",
+        ],
+    ));
+    assert!(line.contains("--sort"), "{line}");
+
     // An unknown axis is the coordinator's one line.
     let line = one_line_error(&sweep(&addr, &["table", &id.to_string(), "--by", "colour"]));
     assert!(line.contains("colour"), "{line}");

@@ -71,7 +71,7 @@ enum Command {
     /// train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy, penalty
     /// (`test_acc` is short for `test_accuracy`).
     #[command(
-        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
+        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc --sort test_acc\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
     )]
     Table {
         /// The sweep id (see `sweep ls`).
@@ -86,6 +86,10 @@ enum Command {
         /// Which epoch of each trial counts: its last, or its best validation accuracy.
         #[arg(long, default_value = "final", value_parser = ["final", "best-val"])]
         epoch: String,
+        /// Order the rows by this metric's mean (highest accuracy, lowest loss first);
+        /// it must be among the metrics shown.
+        #[arg(long)]
+        sort: Option<String>,
         /// Output format: table, md, csv or json (csv and json at full precision).
         #[arg(long, default_value = "table")]
         format: render::Format,
@@ -156,6 +160,7 @@ async fn run(args: Args) -> Result<String, CliError> {
             epoch,
             format,
             effects,
+            sort,
         } => {
             if effects {
                 let metric = match metric.as_slice() {
@@ -170,7 +175,10 @@ async fn run(args: Args) -> Result<String, CliError> {
                 let e = cli::effects(&mut client, id, &metric, epoch == "best-val").await?;
                 return Ok(render::effects(&e, &metric, format));
             }
-            let table = cli::table(&mut client, id, by, metric, epoch == "best-val").await?;
+            let mut table = cli::table(&mut client, id, by, metric, epoch == "best-val").await?;
+            if let Some(m) = sort {
+                render::sort_rows(&mut table, &cli::metric_name(&m)).map_err(CliError)?;
+            }
             Ok(render::table(&table, format))
         }
         Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,

@@ -229,3 +229,101 @@ pub fn effects(effects: &[crate::cli::AxisEffect], metric: &str, format: Format)
         }
     }
 }
+
+/// Orders `table`'s rows by `metric`'s mean: highest first for accuracies, lowest first
+/// for losses and the penalty; rows without a value last. `metric` must be one of the
+/// table's metrics.
+pub fn sort_rows(table: &mut Table, metric: &str) -> Result<(), String> {
+    let i = table
+        .metrics
+        .iter()
+        .position(|m| m == metric)
+        .ok_or_else(|| {
+            format!(
+                "--sort: \"{metric}\" is not among the table's metrics ({})",
+                table.metrics.join(", ")
+            )
+        })?;
+    let descending = metric.ends_with("accuracy");
+    let key = |r: &gradsweep_proto::TableRow| {
+        let s = r.stats.get(i);
+        match s {
+            Some(s) if s.count > 0 && !s.mean.is_nan() => {
+                Some(if descending { -s.mean } else { s.mean })
+            }
+            _ => None,
+        }
+    };
+    // Stable: ties keep the coordinator's (spec) order.
+    table.rows.sort_by(|a, b| match (key(a), key(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gradsweep_proto::TableRow;
+
+    fn row(label: &str, mean: f64, count: u32) -> TableRow {
+        TableRow {
+            values: vec![label.into()],
+            stats: vec![MetricStat {
+                metric: "m".into(),
+                mean,
+                std: 0.0,
+                count,
+            }],
+        }
+    }
+
+    fn table(metric: &str) -> Table {
+        Table {
+            sweep_id: 1,
+            axes: vec!["a".into()],
+            metrics: vec![metric.into()],
+            rows: vec![
+                row("x", 0.5, 2),
+                row("empty", f64::NAN, 0),
+                row("y", 0.9, 2),
+                row("z", 0.1, 2),
+            ],
+        }
+    }
+
+    fn labels(t: &Table) -> Vec<&str> {
+        t.rows.iter().map(|r| r.values[0].as_str()).collect()
+    }
+
+    #[test]
+    fn accuracies_sort_high_first_losses_low_first_empty_rows_last() {
+        let mut t = table("test_accuracy");
+        sort_rows(&mut t, "test_accuracy").unwrap();
+        assert_eq!(labels(&t), ["y", "x", "z", "empty"]);
+        let mut t = table("test_loss");
+        sort_rows(&mut t, "test_loss").unwrap();
+        assert_eq!(labels(&t), ["z", "x", "y", "empty"]);
+        assert!(
+            sort_rows(&mut t, "val_loss")
+                .unwrap_err()
+                .contains("val_loss")
+        );
+    }
+
+    #[test]
+    fn csv_keeps_full_precision_and_quotes_commas() {
+        let mut t = table("test_accuracy");
+        t.rows[0].values[0] = "l2:1e-4+dropout:0.2,x".into();
+        t.rows[0].stats[0].mean = 0.1 + 0.2;
+        let csv = super::table(&t, Format::Csv);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("\"l2:1e-4+dropout:0.2,x\",0.30000000000000004,"),
+            "{line}"
+        );
+    }
+}
