@@ -222,6 +222,9 @@ pub async fn status(client: &mut Client, id: u64) -> Result<String> {
     }
     let seeds: Vec<String> = s.seeds.iter().map(|x| x.to_string()).collect();
     let _ = writeln!(out, "  seeds: {}", seeds.join(", "));
+    if let Some(eta) = eta_line(&s, now_unix_ms()) {
+        let _ = writeln!(out, "  {eta}");
+    }
     for (name, n) in [
         ("pending", c.pending),
         ("running", c.leased),
@@ -576,4 +579,66 @@ pub async fn effects(
     }
     out.sort_by(|a, b| b.spread.total_cmp(&a.spread));
     Ok(out)
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// For a running sweep with finished trials: the rate since it was submitted and the
+/// time left at that rate.
+pub fn eta_line(s: &Sweep, now_ms: u64) -> Option<String> {
+    let c = s.counts.unwrap_or_default();
+    let done = done_count(&c);
+    if s.state() != SweepState::Running || done == 0 {
+        return None;
+    }
+    let elapsed_s = (now_ms.saturating_sub(s.created_unix_ms) as f64 / 1000.0).max(1e-3);
+    let rate = f64::from(done) / elapsed_s;
+    let left = f64::from(s.trial_count.saturating_sub(done)) / rate;
+    let secs = left.round() as u64;
+    Some(format!(
+        "eta: ~{}m{:02}s at the rate so far ({:.1} trials/min)",
+        secs / 60,
+        secs % 60,
+        rate * 60.0
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_extrapolates_the_rate_since_submission() {
+        let mut s = Sweep {
+            state: SweepState::Running as i32,
+            created_unix_ms: 1_000_000,
+            trial_count: 40,
+            counts: Some(TrialCounts {
+                succeeded: 8,
+                failed: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        // 10 trials in 60 s: 30 left take 180 s.
+        assert_eq!(
+            eta_line(&s, 1_060_000).unwrap(),
+            "eta: ~3m00s at the rate so far (10.0 trials/min)"
+        );
+        s.state = SweepState::Finished as i32;
+        assert!(eta_line(&s, 1_060_000).is_none());
+    }
+
+    #[test]
+    fn trial_refs_and_metric_names_parse() {
+        assert_eq!(parse_trial_ref("3/17"), Ok((3, 17)));
+        assert!(parse_trial_ref("3").is_err());
+        assert!(parse_sweep_id("x").is_err());
+        assert_eq!(metric_name("test_acc"), "test_accuracy");
+        assert_eq!(metric_name("val_loss"), "val_loss");
+    }
 }
