@@ -80,14 +80,25 @@ pub fn build(
         metrics.to_vec()
     };
     // Row key: the chosen axes' value indices, so rows sort in the spec's order.
-    let mut groups: BTreeMap<Vec<u32>, Vec<Vec<f64>>> = BTreeMap::new();
+    // Per row: the succeeded trials' metric values, and [diverged, failed, cancelled,
+    // unfinished] counts.
+    type Group = (Vec<Vec<f64>>, [u32; 4]);
+    let mut groups: BTreeMap<Vec<u32>, Group> = BTreeMap::new();
     for trial in trials {
         let key: Vec<u32> = chosen
             .iter()
             .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
             .collect();
-        let values = groups.entry(key).or_default();
-        if trial.state() != TrialState::Succeeded {
+        let (values, excluded) = groups.entry(key).or_default();
+        let slot = match trial.state() {
+            TrialState::Succeeded => None,
+            TrialState::Diverged => Some(0),
+            TrialState::Failed => Some(1),
+            TrialState::Cancelled => Some(2),
+            _ => Some(3),
+        };
+        if let Some(slot) = slot {
+            excluded[slot] += 1;
             continue;
         }
         let reports = epochs(trial)?;
@@ -109,7 +120,11 @@ pub fn build(
     }
     let rows = groups
         .into_iter()
-        .map(|(key, values)| TableRow {
+        .map(|(key, (values, excluded))| TableRow {
+            diverged: excluded[0],
+            failed: excluded[1],
+            cancelled: excluded[2],
+            unfinished: excluded[3],
             values: key
                 .iter()
                 .zip(&chosen)
@@ -238,6 +253,10 @@ mod tests {
         assert_eq!(t.rows[3].values, ["tanh", "true"]);
         assert_eq!(t.rows[3].stats[0].count, 0);
         assert!(t.rows[3].stats[0].mean.is_nan());
+        // Trials outside the stats are counted as what they are.
+        assert_eq!(t.rows[1].diverged, 1);
+        assert_eq!((t.rows[3].failed, t.rows[3].unfinished), (1, 1));
+        assert_eq!((t.rows[0].diverged, t.rows[0].failed), (0, 0));
 
         // One axis: the other is aggregated over.
         let t = build(

@@ -345,12 +345,13 @@ async fn table_csv_and_json_match_the_stored_epochs() {
     assert_eq!(
         lines.next().unwrap(),
         "activation,test_accuracy_mean,test_accuracy_std,test_accuracy_n,\
-         val_loss_mean,val_loss_std,val_loss_n"
+         val_loss_mean,val_loss_std,val_loss_n,diverged,failed,cancelled,unfinished"
     );
     let mut rows = 0;
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 7, "{line}");
+        assert_eq!(f.len(), 11, "{line}");
+        assert_eq!(f[7..], ["0", "0", "0", "0"], "{line}");
         let num = |i: usize| f[i].parse::<f64>().unwrap();
         check(f[0], 0, num(1), num(2), f[3].parse().unwrap());
         check(f[0], 1, num(4), num(5), f[6].parse().unwrap());
@@ -364,6 +365,7 @@ async fn table_csv_and_json_match_the_stored_epochs() {
     assert_eq!(rows.len(), 2);
     for row in rows {
         let label = row["values"]["activation"].as_str().unwrap();
+        assert_eq!(row["diverged"], 0);
         for (i, m) in metrics.iter().enumerate() {
             let s = &row["stats"][m];
             check(

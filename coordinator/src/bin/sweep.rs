@@ -67,7 +67,8 @@ enum Command {
     /// as mean ± std over the succeeded trials of the row, with the number of trials
     /// (seeds, and the axes not chosen) behind each cell.
     ///
-    /// Diverged, failed and unfinished trials count in no cell. Metrics: train_loss,
+    /// Diverged, failed, cancelled and unfinished trials count in no cell; each row says
+    /// how many it has. Metrics: train_loss,
     /// train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy, penalty
     /// (`test_acc` is short for `test_accuracy`).
     #[command(

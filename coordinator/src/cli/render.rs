@@ -64,6 +64,21 @@ fn cell(s: &MetricStat) -> String {
     format!("{:.4} ± {:.4} ({})", s.mean, s.std, s.count)
 }
 
+/// The row's trials outside the stats, e.g. `1 diverged, 2 failed` (empty: none).
+pub fn excluded(r: &gradsweep_proto::TableRow) -> String {
+    [
+        (r.diverged, "diverged"),
+        (r.failed, "failed"),
+        (r.cancelled, "cancelled"),
+        (r.unfinished, "unfinished"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -84,12 +99,20 @@ pub fn table(table: &Table, format: Format) -> String {
     match format {
         Format::Table | Format::Md => {
             header.extend(table.metrics.iter().cloned());
+            // The column of trials in no stat, only when there are some.
+            let any_excluded = table.rows.iter().any(|r| !excluded(r).is_empty());
+            if any_excluded {
+                header.push("not in stats".into());
+            }
             let rows: Vec<Vec<String>> = table
                 .rows
                 .iter()
                 .map(|r| {
                     let mut cells = r.values.clone();
                     cells.extend(r.stats.iter().map(cell));
+                    if any_excluded {
+                        cells.push(excluded(r));
+                    }
                     cells
                 })
                 .collect();
@@ -109,6 +132,7 @@ pub fn table(table: &Table, format: Format) -> String {
             for m in &table.metrics {
                 header.extend([format!("{m}_mean"), format!("{m}_std"), format!("{m}_n")]);
             }
+            header.extend(["diverged", "failed", "cancelled", "unfinished"].map(String::from));
             let mut out: String = header
                 .iter()
                 .map(|h| csv_field(h))
@@ -121,6 +145,9 @@ pub fn table(table: &Table, format: Format) -> String {
                     // `{}` prints the shortest text that parses back to the same f64.
                     cells.extend([s.mean.to_string(), s.std.to_string(), s.count.to_string()]);
                 }
+                cells.extend(
+                    [r.diverged, r.failed, r.cancelled, r.unfinished].map(|n| n.to_string()),
+                );
                 out.push_str(&cells.join(","));
                 out.push('\n');
             }
@@ -151,7 +178,14 @@ pub fn table(table: &Table, format: Format) -> String {
                             )
                         })
                         .collect();
-                    serde_json::json!({ "values": values, "stats": stats })
+                    serde_json::json!({
+                        "values": values,
+                        "stats": stats,
+                        "diverged": r.diverged,
+                        "failed": r.failed,
+                        "cancelled": r.cancelled,
+                        "unfinished": r.unfinished,
+                    })
                 })
                 .collect();
             let doc = serde_json::json!({
@@ -271,6 +305,7 @@ mod tests {
 
     fn row(label: &str, mean: f64, count: u32) -> TableRow {
         TableRow {
+            diverged: u32::from(count == 0),
             values: vec![label.into()],
             stats: vec![MetricStat {
                 metric: "m".into(),
@@ -278,6 +313,7 @@ mod tests {
                 std: 0.0,
                 count,
             }],
+            ..TableRow::default()
         }
     }
 
@@ -324,6 +360,13 @@ mod tests {
         assert!(
             line.starts_with("\"l2:1e-4+dropout:0.2,x\",0.30000000000000004,"),
             "{line}"
+        );
+        assert!(line.ends_with(",0,0,0,0"), "{line}");
+        // A row with a diverged trial says so in the text table.
+        let text = super::table(&t, Format::Table);
+        assert!(
+            text.contains("not in stats") && text.contains("1 diverged"),
+            "{text}"
         );
     }
 }
