@@ -13,10 +13,10 @@ use gradsweep_proto::worker_service_server::WorkerService;
 use gradsweep_proto::{
     CancelSweepRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
     GetSweepRequest, GetTableRequest, GetTrialRequest, HeartbeatRequest, HeartbeatResponse,
-    LeaseRef, LeaseRequest, LeaseResponse, ListSweepsRequest, ListSweepsResponse, RegisterRequest,
-    RegisterResponse, ReportEpochRequest, ReportEpochResponse, SubmitSweepRequest,
-    SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail, TrialState,
-    WatchSweepRequest,
+    LeaseRef, LeaseRequest, LeaseResponse, ListRunningRequest, ListRunningResponse,
+    ListSweepsRequest, ListSweepsResponse, RegisterRequest, RegisterResponse, ReportEpochRequest,
+    ReportEpochResponse, RunningTrial, SubmitSweepRequest, SubmitSweepResponse, Sweep, SweepEvent,
+    SweepState, Table, TrialDetail, TrialState, WatchSweepRequest,
 };
 use gradsweep_spec::SweepSpec;
 use std::sync::Arc;
@@ -131,6 +131,31 @@ impl SweepService for Coordinator {
     ) -> Result<Response<ListSweepsResponse>, Status> {
         let sweeps = self.store.sweeps().map_err(status)?;
         Ok(Response::new(ListSweepsResponse { sweeps }))
+    }
+
+    async fn list_running(
+        &self,
+        request: Request<ListRunningRequest>,
+    ) -> Result<Response<ListRunningResponse>, Status> {
+        let id = request.into_inner().sweep_id;
+        self.store.sweep(id).map_err(status)?;
+        let trials = self.store.trials_of(id).map_err(status)?;
+        let trials = trials
+            .into_iter()
+            .filter(|t| t.state() == TrialState::Leased)
+            .map(|t| {
+                let worker = self.store.worker(t.worker_id).ok();
+                RunningTrial {
+                    index: t.index,
+                    key: t.key,
+                    worker_id: t.worker_id,
+                    worker_name: worker.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
+                    device: worker.map(|w| w.device).unwrap_or_default(),
+                    lease_deadline_unix_ms: t.lease_deadline_unix_ms,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListRunningResponse { trials }))
     }
 
     async fn get_sweep(

@@ -528,3 +528,48 @@ fn demo_runs_end_to_end_and_cleans_up() {
     let db = std::env::temp_dir().join(format!("gradsweep-demo-{pid}"));
     assert!(!db.exists(), "{} left behind", db.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_workers_and_their_trials() {
+    use gradsweep_proto::worker_service_client::WorkerServiceClient;
+    let db = TempDir::new("status");
+    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/sweeps/activations.toml"
+    );
+    let o = sweep(&addr, &["submit", example]);
+    assert!(o.status.success(), "{o:?}");
+    // A hand-driven worker leases two trials.
+    let mut workers = WorkerServiceClient::new(
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy(),
+    );
+    let me = workers
+        .register(RegisterRequest {
+            name: "by-hand".into(),
+            device: "cpu-test".into(),
+            slots: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let leases = workers
+        .lease(LeaseRequest {
+            worker_id: me.worker_id,
+            max_trials: 2,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(leases.len(), 2);
+    let status = stdout(&sweep(&addr, &["status", "0"]));
+    let expected = format!(
+        "worker by-hand (cpu-test) running 0/{}, 0/{}",
+        leases[0].index, leases[1].index
+    );
+    assert!(status.contains(&expected), "{expected:?} not in {status}");
+    assert!(status.contains("running    2"), "{status}");
+}

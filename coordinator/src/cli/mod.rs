@@ -225,6 +225,34 @@ pub async fn status(client: &mut Client, id: u64) -> Result<String> {
     if let Some(eta) = eta_line(&s, now_unix_ms()) {
         let _ = writeln!(out, "  {eta}");
     }
+    let running = client
+        .sweeps
+        .list_running(ListRunningRequest { sweep_id: id })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner()
+        .trials;
+    // Workers and the trials each is training.
+    let mut by_worker: std::collections::BTreeMap<(String, String), Vec<u32>> = Default::default();
+    for t in &running {
+        let name = if t.worker_name.is_empty() {
+            format!("worker {}", t.worker_id)
+        } else {
+            t.worker_name.clone()
+        };
+        by_worker
+            .entry((name, t.device.clone()))
+            .or_default()
+            .push(t.index);
+    }
+    for ((name, device), trials) in &by_worker {
+        let list: Vec<String> = trials.iter().map(|i| format!("{id}/{i}")).collect();
+        let _ = writeln!(
+            out,
+            "  worker {name} ({device}) running {}",
+            list.join(", ")
+        );
+    }
     for (name, n) in [
         ("pending", c.pending),
         ("running", c.leased),
