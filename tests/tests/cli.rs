@@ -4,89 +4,11 @@
 
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
+use gradsweep_tests::{TempDir, binary, coordinator, worker};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
-
-/// A binary built beside this test executable (`target/<profile>/<name>`).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo test --release --workspace builds every binary)",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("gradsweep-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Starts a coordinator on a free port; returns it and its address.
-fn coordinator(db: &Path) -> (Proc, String) {
-    let mut child = Command::new(binary("coordinator"))
-        .args(["--listen", "127.0.0.1:0", "--lease-ttl", "5s"])
-        .arg("--db")
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("coordinator starts");
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (proc, addr)
-}
-
-fn worker(addr: &str) -> Proc {
-    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
-    Proc(
-        Command::new(binary("worker"))
-            .args(["serve", "--device", &device, "--threads", "2"])
-            .args(["--slots", "1", "--name", "cli-w"])
-            .arg("--coordinator")
-            .arg(format!("http://{addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("worker starts"),
-    )
-}
 
 /// Runs `sweep <args>` against `addr` (through the environment variable, so that the
 /// flag's fallback is exercised too).
@@ -159,7 +81,7 @@ fn an_unreachable_coordinator_is_one_line_naming_the_address() {
 #[test]
 fn a_wrong_sweep_id_or_a_bad_spec_is_one_line() {
     let db = TempDir::new("wrong-id");
-    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let (_coordinator, addr) = coordinator(&db.0.join("db"), "127.0.0.1:0", "5s");
     for args in [
         &["status", "4242"][..],
         &["cancel", "4242"],
@@ -220,7 +142,7 @@ fn close(a: f64, b: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_csv_and_json_match_the_stored_epochs() {
     let db = TempDir::new("e2e");
-    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let (_coordinator, addr) = coordinator(&db.0.join("db"), "127.0.0.1:0", "5s");
     let spec = db.0.join("spec.toml");
     std::fs::write(&spec, SPEC).unwrap();
     let o = sweep(&addr, &["submit", spec.to_str().unwrap()]);
@@ -240,7 +162,7 @@ async fn table_csv_and_json_match_the_stored_epochs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sweep watch starts");
-    let _worker = worker(&addr);
+    let _worker = worker(&addr, "cli-w", 1);
 
     let mut client = SweepServiceClient::new(
         Channel::from_shared(format!("http://{addr}"))
@@ -454,10 +376,10 @@ layer = "none"
 #[test]
 fn effects_rank_the_dominant_factor_first() {
     let db = TempDir::new("effects");
-    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let (_coordinator, addr) = coordinator(&db.0.join("db"), "127.0.0.1:0", "5s");
     let spec = db.0.join("spec.toml");
     std::fs::write(&spec, EFFECTS_SPEC).unwrap();
-    let _worker = worker(&addr);
+    let _worker = worker(&addr, "cli-w", 1);
     // `submit --watch` returns when the sweep is finished.
     let o = sweep(&addr, &["submit", spec.to_str().unwrap(), "--watch"]);
     assert!(o.status.success(), "{o:?}");
@@ -533,7 +455,7 @@ fn demo_runs_end_to_end_and_cleans_up() {
 async fn status_names_the_workers_and_their_trials() {
     use gradsweep_proto::worker_service_client::WorkerServiceClient;
     let db = TempDir::new("status");
-    let (_coordinator, addr) = coordinator(&db.0.join("db"));
+    let (_coordinator, addr) = coordinator(&db.0.join("db"), "127.0.0.1:0", "5s");
     let example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/sweeps/activations.toml"

@@ -5,117 +5,10 @@
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::*;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use gradsweep_tests::{TempDir, coordinator, worker};
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
-
-/// A binary built beside this test executable (`target/<profile>/<name>`).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first (cargo test --release --workspace builds every binary)",
-        path.display()
-    );
-    path
-}
-
-/// A child process killed (SIGKILL) when dropped, so a failed test leaves none behind.
-struct Proc(Child);
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-
-    fn terminate(&mut self) {
-        // SAFETY: sending a signal to our own child's pid has no memory-safety
-        // preconditions.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("gradsweep-e2e-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Starts a coordinator on `listen` and waits for its `listening on <addr>` line.
-fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
-    let mut child = Command::new(binary("coordinator"))
-        .args([
-            "--listen",
-            listen,
-            "--lease-ttl",
-            ttl,
-            "--max-attempts",
-            "3",
-        ])
-        .arg("--db")
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("coordinator starts");
-    let stdout = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    (proc, addr)
-}
-
-/// A `worker serve` on `GRADSWEEP_E2E_DEVICE` (default `cpu`, so that the tests run
-/// anywhere; `cuda:0` on a GPU machine).
-fn worker(addr: &str, name: &str) -> Proc {
-    worker_with_slots(addr, name, 1)
-}
-
-/// [`worker`] training `slots` trials at once.
-fn worker_with_slots(addr: &str, name: &str, slots: usize) -> Proc {
-    let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let slots = slots.to_string();
-    Proc(
-        Command::new(binary("worker"))
-            .args(["serve", "--device", &device, "--threads", "2"])
-            .args(["--slots", &slots, "--name", name])
-            .arg("--coordinator")
-            .arg(format!("http://{addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("worker starts"),
-    )
-}
 
 async fn client(addr: &str) -> (SweepServiceClient<Channel>, WorkerServiceClient<Channel>) {
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -217,8 +110,8 @@ async fn two_workers_complete_a_24_trial_sweep() {
     let listed = sweeps.list_sweeps(ListSweepsRequest {}).await.unwrap();
     assert!(listed.into_inner().sweeps.is_empty());
 
-    let _a = worker(&addr, "a");
-    let _b = worker_with_slots(&addr, "b", 2);
+    let _a = worker(&addr, "a", 1);
+    let _b = worker(&addr, "b", 2);
     let sweep = submit(&mut sweeps, SPEC_24).await;
     assert_eq!(sweep.trial_count, 24);
     let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
@@ -273,7 +166,7 @@ async fn a_killed_worker_s_trial_is_redone_and_its_late_calls_refused() {
     let db = TempDir::new("kill-worker");
     let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "1s");
     let (mut sweeps, mut workers) = client(&addr).await;
-    let mut a = worker(&addr, "a");
+    let mut a = worker(&addr, "a", 1);
     let sweep = submit(&mut sweeps, SPEC_SLOW).await;
     // Wait until trial 0 has reported an epoch, then kill its worker.
     let started = Instant::now();
@@ -287,7 +180,7 @@ async fn a_killed_worker_s_trial_is_redone_and_its_late_calls_refused() {
     };
     a.kill();
     assert_eq!(leased.state(), TrialState::Leased);
-    let _b = worker(&addr, "b");
+    let _b = worker(&addr, "b", 1);
     let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(240), finished).await;
     assert_eq!(done.counts.unwrap().succeeded, 3);
     let t = trial(&mut sweeps, sweep.id, 0).await;
@@ -332,7 +225,7 @@ async fn a_killed_coordinator_resumes_on_the_same_db() {
     let db = TempDir::new("kill-coordinator");
     let (mut first, addr) = coordinator(&db.0, "127.0.0.1:0", "2s");
     let (mut sweeps, _) = client(&addr).await;
-    let mut w = worker(&addr, "w");
+    let mut w = worker(&addr, "w", 1);
     let sweep = submit(
         &mut sweeps,
         &SPEC_SLOW.replace("epochs = 12", "epochs = 60"),
@@ -377,7 +270,7 @@ async fn sigterm_hands_the_lease_back() {
     let db = TempDir::new("sigterm");
     let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "30s");
     let (mut sweeps, _) = client(&addr).await;
-    let mut w = worker(&addr, "w");
+    let mut w = worker(&addr, "w", 1);
     let sweep = submit(
         &mut sweeps,
         &SPEC_SLOW.replace("epochs = 12", "epochs = 500"),
@@ -409,7 +302,7 @@ async fn a_cancelled_sweep_s_trial_is_abandoned_and_the_worker_moves_on() {
     let db = TempDir::new("cancel");
     let (_coordinator, addr) = coordinator(&db.0, "127.0.0.1:0", "600ms");
     let (mut sweeps, _) = client(&addr).await;
-    let _w = worker(&addr, "w");
+    let _w = worker(&addr, "w", 1);
     let long = submit(
         &mut sweeps,
         &SPEC_SLOW.replace("epochs = 12", "epochs = 5000"),
@@ -479,7 +372,7 @@ async fn a_worker_refuses_data_with_another_fingerprint() {
         })
         .await
         .unwrap();
-    let _w = worker(&addr, "w");
+    let _w = worker(&addr, "w", 1);
     let done = wait_for(&mut sweeps, sweep.id, Duration::from_secs(120), finished).await;
     assert_eq!(done.counts.unwrap().failed, 23);
     let t = trial(&mut sweeps, sweep.id, 1).await;
@@ -500,7 +393,7 @@ async fn a_worker_registers_again_with_a_coordinator_on_a_new_database() {
     let first_db = TempDir::new("first-db");
     let second_db = TempDir::new("second-db");
     let (mut first, addr) = coordinator(&first_db.0, "127.0.0.1:0", "5s");
-    let _w = worker(&addr, "w");
+    let _w = worker(&addr, "w", 1);
     let (mut sweeps, _) = client(&addr).await;
     // Wait until the worker has registered (its lease calls reach the coordinator).
     let warmup = submit(
