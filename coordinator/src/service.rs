@@ -235,6 +235,13 @@ impl SweepService for Coordinator {
         Ok(Response::new(sweep))
     }
 
+    async fn retry_sweep(
+        &self,
+        _request: Request<gradsweep_proto::RetrySweepRequest>,
+    ) -> Result<Response<gradsweep_proto::RetrySweepResponse>, Status> {
+        Err(Status::unimplemented("RetrySweep is not implemented yet"))
+    }
+
     async fn get_table(
         &self,
         request: Request<GetTableRequest>,
@@ -303,6 +310,7 @@ impl WorkerService for Coordinator {
                 sweep_id: l.sweep_id,
                 index: l.index,
                 lease_id: l.lease_id,
+                worker_id: 0,
             };
             self.changed(&lease, TrialState::Leased, 0);
         }

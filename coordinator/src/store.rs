@@ -629,6 +629,7 @@ impl Store {
                 sweep_id: id.0,
                 index: id.1,
                 lease_id: trial.lease_id,
+                worker_id: 0,
             };
             let error = format!(
                 "lease {} of worker {} expired (attempt {})",
@@ -837,6 +838,7 @@ mod tests {
             sweep_id: l.sweep_id,
             index: l.index,
             lease_id: l.lease_id,
+            worker_id: 0,
         }
     }
 

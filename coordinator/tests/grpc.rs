@@ -74,6 +74,7 @@ fn lref(l: &TrialLease) -> LeaseRef {
         sweep_id: l.sweep_id,
         index: l.index,
         lease_id: l.lease_id,
+        worker_id: 0,
     }
 }
 

@@ -32,6 +32,7 @@ mod tests {
                 sweep_id: 3,
                 index: 17,
                 lease_id: 99,
+                worker_id: 0,
             }),
             result: Some(TrialResult {
                 outcome: Some(Outcome {

@@ -195,6 +195,7 @@ async fn a_killed_worker_s_trial_is_redone_and_its_late_calls_refused() {
         sweep_id: sweep.id,
         index: 0,
         lease_id: leased.lease_id,
+        worker_id: 0,
     };
     let late = workers
         .report_epoch(ReportEpochRequest {
@@ -364,6 +365,7 @@ async fn a_worker_refuses_data_with_another_fingerprint() {
                 sweep_id: lease.sweep_id,
                 index: lease.index,
                 lease_id: lease.lease_id,
+                worker_id: 0,
             }),
             result: Some(TrialResult {
                 dataset_fingerprint: "0000other".into(),

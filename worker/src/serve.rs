@@ -24,8 +24,8 @@ use crate::trial::{self, TrialRecord};
 use crate::{wire, with_backend};
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
-    CompleteRequest, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest, RegisterRequest,
-    ReportEpochRequest, TrialLease,
+    CompleteRequest, FailKind, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest,
+    RegisterRequest, ReportEpochRequest, TrialLease,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -279,6 +279,7 @@ pub async fn serve(
         let request = FailRequest {
             lease: Some(lease),
             error: format!("worker {} shut down: lease given back", options.name),
+            kind: FailKind::HandBack as i32,
         };
         if let Err(s) = client.fail(request).await {
             eprintln!(
@@ -410,6 +411,7 @@ fn run_lease(
         sweep_id: lease.sweep_id,
         index: lease.index,
         lease_id: lease.lease_id,
+        worker_id: 0,
     };
     let abandon = Arc::new(AtomicBool::new(false));
     shared
@@ -449,6 +451,7 @@ fn run_lease(
                     let request = FailRequest {
                         lease: Some(lease_ref),
                         error: error.clone(),
+                        kind: FailKind::Error as i32,
                     };
                     async move { c.fail(request).await }
                 })
