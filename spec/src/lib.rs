@@ -7,10 +7,15 @@
 //! # Layout
 //!
 //! - [`activation`]: the activation names a trial may choose.
-//! - [`trial`]: one trial (`TrialConfig`): per-field parsers, validation, canonical TOML.
+//! - [`dataset`]: the dataset kinds and built-in names; a dataset string's check.
+//! - [`limits`]: every limit on a trial or a sweep, named.
+//! - [`trial`]: one trial (`TrialConfig`): the table of trial keys, parsers, validation,
+//!   canonical TOML.
 //! - [`sweep`]: a sweep spec: `seeds`, `[grid]` lists, expansion into keyed trials.
 
 pub mod activation;
+pub mod dataset;
+pub mod limits;
 pub mod sweep;
 pub mod trial;
 

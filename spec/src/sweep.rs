@@ -20,6 +20,7 @@
 //! key: the hex BLAKE3 of that text ([`trial_key`]).
 
 use crate::SpecError;
+use crate::limits::{self, limit};
 use crate::trial::{
     ConfigError, TRIAL_KEYS, TrialConfig, check_keys, join_index, join_key, parse_seed,
     parse_toml_table, type_error,
@@ -27,8 +28,9 @@ use crate::trial::{
 use std::collections::HashMap;
 use toml::{Table, Value};
 
-/// The most trials a grid may expand into unless the caller says otherwise.
-pub const DEFAULT_MAX_TRIALS: u64 = 100_000;
+/// The most trials a grid may expand into unless the caller says otherwise
+/// ([`limits::MAX_TRIALS`]).
+pub const DEFAULT_MAX_TRIALS: u64 = limits::MAX_TRIALS;
 
 /// The keys a `[grid]` may vary: every trial key but `name` (the sweep's) and `seed`
 /// (given by `seeds`).
@@ -93,8 +95,10 @@ pub struct SweepTrial {
 
 impl SweepSpec {
     /// Parses and checks sweep-spec text (every value on its own; combinations are
-    /// checked by [`SweepSpec::expand`]).
+    /// checked by [`SweepSpec::expand`]). Text over [`limits::MAX_TEXT_BYTES`] is refused
+    /// before it is parsed.
     pub fn from_toml_str(text: &str) -> Result<SweepSpec, SpecError> {
+        limits::check_text_size("spec", text.len() as u64)?;
         SweepSpec::from_table(&parse_toml_table(text)?)
     }
 
@@ -152,18 +156,20 @@ impl SweepSpec {
                 return Err(ConfigError::new(path, "empty list; give at least one value").into());
             }
             let mut labels: Vec<String> = Vec::with_capacity(items.len());
+            let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
+            let mut config = base.clone();
             for (i, item) in items.iter().enumerate() {
                 let item_path = join_index(&path, i);
-                let mut config = base.clone();
                 config.set_field(key, item, &item_path)?;
                 let label = config.field_text(key).unwrap_or_default();
-                if let Some(j) = labels.iter().position(|l| *l == label) {
+                if let Some(&j) = seen.get(&label) {
                     return Err(ConfigError::new(
                         item_path,
                         format!("the same value as {} ({label})", join_index(&path, j)),
                     )
                     .into());
                 }
+                seen.insert(label.clone(), i);
                 labels.push(label);
             }
             axes.push(Axis {
@@ -280,16 +286,19 @@ fn parse_seeds(value: &Value) -> Result<Vec<u64>, ConfigError> {
             "empty list; give at least one seed",
         ));
     }
+    limit!(MAX_SEEDS, "seeds").check("seeds", items.len() as u64)?;
     let mut seeds: Vec<u64> = Vec::with_capacity(items.len());
+    let mut seen: HashMap<u64, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = join_index("seeds", i);
         let seed = parse_seed(item, &path)?;
-        if let Some(j) = seeds.iter().position(|&s| s == seed) {
+        if let Some(&j) = seen.get(&seed) {
             return Err(ConfigError::new(
                 path,
                 format!("the same seed as {}", join_index("seeds", j)),
             ));
         }
+        seen.insert(seed, i);
         if i64::try_from(seed).is_err() {
             return Err(ConfigError::new(path, "must fit in a TOML integer"));
         }
@@ -533,7 +542,7 @@ layer = "linear2"
     #[test]
     fn limit_is_enforced_with_the_count() {
         let text = format!(
-            "{BASE}seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n[grid]\nactivation = [\"sigmoid\", \"tanh\", \"relu\", \"leaky_relu\", \"elu\"]\nbatch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nepochs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\neval_batch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nval_fraction = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]\n"
+            "{BASE}seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n[grid]\nactivation = [\"sigmoid\", \"tanh\", \"relu\", \"leaky_relu\", \"elu\"]\nbatch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nepochs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\neval_batch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nval_fraction = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]\n"
         );
         let spec = SweepSpec::from_toml_str(&text).unwrap();
         assert_eq!(spec.trial_count(), 500_000);

@@ -71,7 +71,7 @@ fn bad_trial_files_get_one_line_errors_naming_the_key() {
         (
             "val.toml",
             format!("{base}val_fraction = -0.1\n"),
-            "val_fraction: must be in [0, 1), got -0.1",
+            "val_fraction: must be in (0, 0.5], got -0.1",
         ),
     ];
     for (file, body, want) in cases {

@@ -65,8 +65,9 @@ use rand_distr::StandardNormal;
 
 use super::{DataError, Dataset, ImageShape, Split};
 
-/// The built-in dataset names, as given after `synthetic:`.
-pub const NAMES: &[&str] = &["glyphs", "glyphs-small", "glyphs-tiny"];
+/// The built-in dataset names, as given after `synthetic:`: the spec's list, which trial
+/// files and sweeps are checked against before any worker sees them.
+pub const NAMES: &[&str] = &gradsweep_spec::dataset::BUILT_IN;
 
 /// What each label draws, indexed by label (`CLASS_NAMES[3]` is `"Q"`).
 pub const CLASS_NAMES: [&str; CLASSES] = ["O", "1", "7", "Q", "L", "T", "X", "C", "H", "Z"];
@@ -543,6 +544,12 @@ mod tests {
         for image in tiny.test.images.chunks_exact(PIXELS) {
             assert_ne!(image, &pool_first.images[..]);
         }
+    }
+
+    #[test]
+    fn every_name_the_spec_accepts_is_generated_here() {
+        let generated: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        assert_eq!(generated, NAMES);
     }
 
     #[test]
