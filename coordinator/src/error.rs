@@ -1,13 +1,27 @@
 //! The coordinator's one error type.
 
 use gradsweep_spec::SpecError;
+use std::path::PathBuf;
 
 /// Everything that can go wrong in the coordinator.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database failed.
-    #[error("database: {0}")]
+    /// The database's storage failed (a full disk, an IO error). Answered `UNAVAILABLE`.
+    #[error("storage: {}", storage_cause(.0))]
     Storage(#[from] sled::Error),
+    /// An earlier write failed, and sled cannot write again until the database is
+    /// reopened: this coordinator refuses every write and is about to exit.
+    #[error(
+        "storage: an earlier write failed ({0}); this coordinator takes no more writes and \
+         exits so that it is restarted on the intact database"
+    )]
+    StorageFailed(String),
+    /// Another process (a coordinator) holds the database's lock.
+    #[error(
+        "database {}: another coordinator holds it (stop that one, or give this one another --db)",
+        .0.display()
+    )]
+    Locked(PathBuf),
     /// The gRPC server failed.
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -25,7 +39,8 @@ pub enum Error {
     /// A sweep spec was refused.
     #[error("{0}")]
     Spec(#[from] SpecError),
-    /// A request's field is wrong (an unknown axis or metric); the message names it.
+    /// A request's field is wrong (an unknown axis or metric, a worker report that
+    /// breaks the protocol); the message names it.
     #[error("{0}")]
     BadRequest(String),
     /// Something that should not happen (a background task died).
@@ -53,4 +68,23 @@ pub enum Error {
         /// The trial's state now.
         state: String,
     },
+    /// A call named the trial's current lease, but the caller is not its worker.
+    #[error("trial {index} in sweep {sweep} is leased to another worker than worker {caller}")]
+    NotLeaseHolder {
+        /// The sweep.
+        sweep: u64,
+        /// The trial's index.
+        index: u32,
+        /// The worker that called.
+        caller: u64,
+    },
+}
+
+/// sled's error as one line: an IO error's own text (`No space left on device (os
+/// error 28)`), without sled's prefix.
+fn storage_cause(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
 }

@@ -1,5 +1,6 @@
 //! Serving: both services on one listener until `shutdown` resolves, with a background
-//! task that requeues expired leases.
+//! task that requeues expired leases. A storage failure ends serving too (see
+//! [`run`]).
 
 use crate::service::{Coordinator, now_ms};
 use crate::{Error, Store};
@@ -15,21 +16,35 @@ use tokio::net::TcpListener;
 pub struct ServerConfig {
     /// The most trials one sweep may expand into.
     pub max_trials: u64,
-    /// The largest message accepted or sent, in bytes.
+    /// The largest request accepted, in bytes (a larger one is refused by the transport
+    /// with a message naming the limit).
+    pub max_request_bytes: usize,
+    /// The largest answer sent, in bytes.
     pub max_message_bytes: usize,
+    /// After a storage failure: how long reads are still served (writes are refused)
+    /// before [`run`] returns the failure.
+    pub storage_failure_grace: Duration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_trials: gradsweep_spec::DEFAULT_MAX_TRIALS,
+            max_request_bytes: 4 << 20,
             max_message_bytes: 64 << 20,
+            storage_failure_grace: Duration::from_secs(2),
         }
     }
 }
 
 /// Serves `SweepService` and `WorkerService` on `listener` until `shutdown` resolves,
 /// then stops accepting, finishes the calls in flight, flushes the store and returns.
+///
+/// When the store's storage fails (a full disk), sled cannot write again until the
+/// database is reopened: the store refuses every write from then on, this keeps
+/// serving reads for `storage_failure_grace`, then returns
+/// [`Error::StorageFailed`] without waiting for calls stuck in sled, so that the
+/// process can exit and be restarted on the intact database.
 pub async fn run(
     listener: TcpListener,
     store: Arc<Store>,
@@ -44,6 +59,9 @@ pub async fn run(
             let mut tick = tokio::time::interval(Duration::from_millis((ttl / 4).clamp(10, 5000)));
             loop {
                 tick.tick().await;
+                if store.failure().is_some() {
+                    return;
+                }
                 if let Err(e) = store.expire(now_ms()) {
                     eprintln!("coordinator: requeuing expired leases failed: {e}");
                 }
@@ -51,11 +69,20 @@ pub async fn run(
         })
     };
     let sweeps = SweepServiceServer::new(coordinator.clone())
-        .max_decoding_message_size(config.max_message_bytes)
+        .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let workers = WorkerServiceServer::new(coordinator)
-        .max_decoding_message_size(config.max_message_bytes)
+        .max_decoding_message_size(config.max_request_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let failed = {
+        let store = store.clone();
+        async move {
+            let cause = store.failed().await;
+            tokio::time::sleep(config.storage_failure_grace).await;
+            cause
+        }
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let served = tonic::transport::Server::builder()
         .add_service(sweeps)
         .add_service(workers)
@@ -65,9 +92,24 @@ pub async fn run(
         // ~1,200 lease + complete cycles a second.
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+            async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    _ = stopped => {}
+                }
+            },
+        );
+    tokio::pin!(served);
+    let served = tokio::select! {
+        served = &mut served => served,
+        cause = failed => {
+            // Stop accepting; calls stuck in sled are not waited for.
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_millis(500), &mut served).await;
+            expiry.abort();
+            return Err(Error::StorageFailed(cause));
+        }
+    };
     expiry.abort();
     store.flush().await?;
     served?;

@@ -1,10 +1,15 @@
 //! The gRPC services: `SweepService` for clients and `WorkerService` for workers, both
 //! answering from the [`Store`].
 //!
-//! Errors map to gRPC codes: a bad spec or request is `INVALID_ARGUMENT` (the message
-//! names the field), an unknown sweep/trial/worker `NOT_FOUND`, a stale lease
-//! `FAILED_PRECONDITION`, anything else `INTERNAL`. `SubmitSweep`, `ReportEpoch`,
-//! `Complete` and `CancelSweep` answer only after the database is flushed.
+//! Errors map to gRPC codes: a bad spec or request (or a worker report that breaks the
+//! protocol) is `INVALID_ARGUMENT` (the message names the field), an unknown
+//! sweep/trial/worker `NOT_FOUND`, a stale lease or another worker's
+//! `FAILED_PRECONDITION`, a storage failure `UNAVAILABLE` (the message begins with
+//! `storage:`), anything else `INTERNAL`. `SubmitSweep`, `ReportEpoch`, `Complete`,
+//! `Fail`, `CancelSweep` and `RetrySweep` answer only after the database is flushed.
+//!
+//! No `SweepService` answer carries a lease id (they are the workers' secrets), and only
+//! `GetSweep` carries a sweep's spec text, so that no list's size depends on the specs'.
 
 use crate::store::{NewSweep, Store};
 use crate::{Error, table};
@@ -15,8 +20,9 @@ use gradsweep_proto::{
     GetSweepRequest, GetTableRequest, GetTrialRequest, HeartbeatRequest, HeartbeatResponse,
     LeaseRef, LeaseRequest, LeaseResponse, ListRunningRequest, ListRunningResponse,
     ListSweepsRequest, ListSweepsResponse, RegisterRequest, RegisterResponse, ReportEpochRequest,
-    ReportEpochResponse, RunningTrial, SubmitSweepRequest, SubmitSweepResponse, Sweep, SweepEvent,
-    SweepState, Table, TrialDetail, TrialState, WatchSweepRequest,
+    ReportEpochResponse, RetrySweepRequest, RetrySweepResponse, RunningTrial, SubmitSweepRequest,
+    SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail, TrialState,
+    WatchSweepRequest,
 };
 use gradsweep_spec::SweepSpec;
 use std::sync::Arc;
@@ -36,7 +42,10 @@ pub fn now_ms() -> u64 {
 pub fn status(e: Error) -> Status {
     let message = e.to_string();
     match e {
-        Error::StaleLease { .. } => Status::failed_precondition(message),
+        Error::StaleLease { .. } | Error::NotLeaseHolder { .. } => {
+            Status::failed_precondition(message)
+        }
+        Error::Storage(_) | Error::StorageFailed(_) => Status::unavailable(message),
         Error::NoSweep(_) | Error::NoTrial(..) | Error::NoWorker(_) => Status::not_found(message),
         Error::Spec(_) | Error::BadRequest(_) => Status::invalid_argument(message),
         _ => Status::internal(message),
@@ -95,6 +104,17 @@ fn lease_of(lease: Option<LeaseRef>) -> Result<LeaseRef, Status> {
     lease.ok_or_else(|| Status::invalid_argument("lease: missing"))
 }
 
+/// The largest spec text `GetSweep` sends; a larger stored one (from before specs had
+/// a size limit) is replaced by a one-line note, so that a default client (4 MiB
+/// messages) can still read the sweep.
+pub const MAX_SPEC_ANSWER: usize = 2 << 20;
+
+/// A sweep for any answer but `GetSweep`: without its spec text.
+fn listed(mut sweep: Sweep) -> Sweep {
+    sweep.spec_toml = String::new();
+    sweep
+}
+
 #[tonic::async_trait]
 impl SweepService for Coordinator {
     async fn submit_sweep(
@@ -122,14 +142,22 @@ impl SweepService for Coordinator {
         .map_err(|e| status(Error::Internal(format!("submit task failed: {e}"))))?
         .map_err(status)?;
         self.store.flush().await.map_err(status)?;
-        Ok(Response::new(SubmitSweepResponse { sweep: Some(sweep) }))
+        Ok(Response::new(SubmitSweepResponse {
+            sweep: Some(listed(sweep)),
+        }))
     }
 
     async fn list_sweeps(
         &self,
         _: Request<ListSweepsRequest>,
     ) -> Result<Response<ListSweepsResponse>, Status> {
-        let sweeps = self.store.sweeps().map_err(status)?;
+        let sweeps = self
+            .store
+            .sweeps()
+            .map_err(status)?
+            .into_iter()
+            .map(listed)
+            .collect();
         Ok(Response::new(ListSweepsResponse { sweeps }))
     }
 
@@ -163,7 +191,15 @@ impl SweepService for Coordinator {
         request: Request<GetSweepRequest>,
     ) -> Result<Response<Sweep>, Status> {
         let id = request.into_inner().sweep_id;
-        Ok(Response::new(self.store.sweep(id).map_err(status)?))
+        let mut sweep = self.store.sweep(id).map_err(status)?;
+        if sweep.spec_toml.len() > MAX_SPEC_ANSWER {
+            sweep.spec_toml = format!(
+                "# the spec ({} bytes) is larger than an answer may carry ({} bytes)\n",
+                sweep.spec_toml.len(),
+                MAX_SPEC_ANSWER
+            );
+        }
+        Ok(Response::new(sweep))
     }
 
     type WatchSweepStream = ReceiverStream<Result<SweepEvent, Status>>;
@@ -232,14 +268,29 @@ impl SweepService for Coordinator {
             state: TrialState::Cancelled,
             epoch: 0,
         });
-        Ok(Response::new(sweep))
+        Ok(Response::new(listed(sweep)))
     }
 
     async fn retry_sweep(
         &self,
-        _request: Request<gradsweep_proto::RetrySweepRequest>,
-    ) -> Result<Response<gradsweep_proto::RetrySweepResponse>, Status> {
-        Err(Status::unimplemented("RetrySweep is not implemented yet"))
+        request: Request<RetrySweepRequest>,
+    ) -> Result<Response<RetrySweepResponse>, Status> {
+        let r = request.into_inner();
+        let (sweep, requeued) = self
+            .store
+            .retry(r.sweep_id, r.include_diverged, now_ms())
+            .map_err(status)?;
+        self.store.flush().await.map_err(status)?;
+        let _ = self.changes.send(Change {
+            sweep_id: r.sweep_id,
+            index: 0,
+            state: TrialState::Pending,
+            epoch: 0,
+        });
+        Ok(Response::new(RetrySweepResponse {
+            sweep: Some(listed(sweep)),
+            requeued,
+        }))
     }
 
     async fn get_table(
@@ -267,7 +318,9 @@ impl SweepService for Coordinator {
     ) -> Result<Response<TrialDetail>, Status> {
         let r = request.into_inner();
         let id = (r.sweep_id, r.index);
-        let trial = self.store.trial(id).map_err(status)?;
+        let mut trial = self.store.trial(id).map_err(status)?;
+        // The lease id is the worker's secret.
+        trial.lease_id = 0;
         let epochs = self.store.epochs(id).map_err(status)?;
         Ok(Response::new(TrialDetail {
             trial: Some(trial),
@@ -300,7 +353,7 @@ impl WorkerService for Coordinator {
         request: Request<LeaseRequest>,
     ) -> Result<Response<LeaseResponse>, Status> {
         let r = request.into_inner();
-        let max = r.max_trials.clamp(1, 64) as usize;
+        let max = r.max_trials.clamp(1, crate::store::MAX_SLOTS) as usize;
         let leases = self
             .store
             .lease(r.worker_id, max, now_ms())
@@ -310,7 +363,7 @@ impl WorkerService for Coordinator {
                 sweep_id: l.sweep_id,
                 index: l.index,
                 lease_id: l.lease_id,
-                worker_id: 0,
+                worker_id: r.worker_id,
             };
             self.changed(&lease, TrialState::Leased, 0);
         }
@@ -375,7 +428,11 @@ impl WorkerService for Coordinator {
     async fn fail(&self, request: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
         let r = request.into_inner();
         let lease = lease_of(r.lease)?;
-        let state = self.store.fail(&lease, &r.error).map_err(status)?;
+        let state = self
+            .store
+            .fail(&lease, r.kind(), &r.error, now_ms())
+            .map_err(status)?;
+        self.store.flush().await.map_err(status)?;
         self.changed(&lease, state, 0);
         Ok(Response::new(FailResponse {
             state: state as i32,

@@ -9,44 +9,74 @@
 //! - `workers`: worker id (u64 BE) → [`Worker`]
 //! - `meta`: `schema_version` → u32 BE
 //!
-//! Values are prost-encoded. Ids (sweeps, workers, leases) come from sled's
-//! `generate_id`, so they never repeat across restarts. Lease ids also carry the
-//! database's random *incarnation* (`meta`, chosen at creation) in their top 24 bits,
-//! so that a worker still holding a lease from another database cannot match a lease
-//! of this one.
+//! Values are prost-encoded; fields added later (a trial's `failures`, `lost` and
+//! `history`) read as zero/empty from older records. Sweep and worker ids come from
+//! sled's `generate_id`, so they never repeat across restarts. Lease ids are random
+//! non-zero 64-bit numbers from the operating system's RNG: a lease is a secret shared
+//! by the coordinator and the worker holding it, never sent to a client.
 //!
 //! # Trial states
 //!
 //! `PENDING → LEASED(worker, lease_id, deadline, attempt) → SUCCEEDED | DIVERGED |
-//! FAILED | CANCELLED`; `LEASED → PENDING` when the lease expires or the worker gives it
-//! back, with attempt + 1, or `FAILED` once `max_attempts` attempts have been made.
-//! Every transition is one sled transaction. A call naming a lease that is not the
-//! trial's current one is refused with [`Error::StaleLease`] and changes nothing.
+//! FAILED | CANCELLED`. A lease that ends without finishing the trial (the worker's
+//! error, an expired lease, a hand-back, a dataset mismatch) is recorded in the trial's
+//! `history` and requeues it as a new attempt; an error counts in `failures` (`FAILED`
+//! at [`LeasePolicy::max_attempts`]), the others in `lost` (`FAILED` at
+//! [`LeasePolicy::max_lost`]). [`Store::retry`] requeues FAILED (and DIVERGED) trials
+//! with both counts reset. Every transition is one sled transaction. A call naming a
+//! lease that is not the trial's current one is refused with [`Error::StaleLease`], a
+//! call from another worker than the lease's with [`Error::NotLeaseHolder`], a report
+//! that breaks the protocol with [`Error::BadRequest`]; none of them changes anything.
 //! `complete` is idempotent. The epochs of a trial are stored per attempt; only the
-//! finishing attempt's are read back ([`Store::epochs`]).
+//! current (or finishing) attempt's are read back ([`Store::epochs`]).
 //!
 //! The store keeps, beside sled, an in-memory index of the pending trials (in lease
 //! order: oldest sweep first, then index) and of the leases' deadlines, rebuilt by
-//! [`Store::open`]. All writes go through one mutex: the coordinator is the only writer.
-//! Durability is the caller's: call [`Store::flush`] before acknowledging what must
-//! survive a crash (a submitted sweep, a completed trial).
+//! [`Store::open`], which also gives every lease a fresh deadline (so a coordinator
+//! that was down longer than the TTL costs no attempt). All writes go through one
+//! mutex: the coordinator is the only writer. Durability is the caller's: call
+//! [`Store::flush`] before acknowledging what must survive a crash.
+//!
+//! # Storage faults
+//!
+//! sled 0.34 cannot write again after a failed write (a full disk): it keeps the error
+//! until the database is reopened, and a later flush waits forever while holding sled's
+//! internal lock, which then blocks every other call. So the first storage error is
+//! logged as one line, answered to its call as [`Error::Storage`], and *poisons* the
+//! store: every later write is refused at once with [`Error::StorageFailed`] (never
+//! handed to sled), and [`Store::failed`] resolves, on which the server stops and the
+//! coordinator exits non-zero for its supervisor to restart it on the intact database.
 
 use crate::Error;
 use gradsweep_proto::{
-    EpochReport, LeaseRef, RevokeReason, RevokedLease, Sweep, SweepState, Trial, TrialCounts,
-    TrialLease, TrialResult, TrialState, Worker, outcome,
+    AttemptEnd, AttemptEndKind, EpochReport, FailKind, LeaseRef, RevokeReason, RevokedLease, Sweep,
+    SweepState, Trial, TrialCounts, TrialLease, TrialResult, TrialState, Worker, outcome,
 };
-use gradsweep_spec::SweepTrial;
 use gradsweep_spec::sweep::Axis;
+use gradsweep_spec::{SweepTrial, TrialConfig};
 use prost::Message;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// The database layout this code reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The longest worker name or device accepted by `Register`, in bytes.
+pub const MAX_WORKER_TEXT: usize = 256;
+
+/// The most slots a worker may register.
+pub const MAX_SLOTS: u32 = 1024;
+
+/// The longest error a `Fail` may store, in bytes (longer ones are cut).
+pub const MAX_ERROR_TEXT: usize = 4096;
+
+/// A flush that has not returned after this long is taken as a storage failure.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A trial's address: sweep id and index.
 pub type TrialId = (u64, u32);
@@ -56,8 +86,11 @@ pub type TrialId = (u64, u32);
 pub struct LeasePolicy {
     /// A lease lapses this long after it was granted or last renewed.
     pub ttl_ms: u64,
-    /// Attempts a trial gets before it is `FAILED`.
+    /// Attempts ending in the trial's own error before it is `FAILED`.
     pub max_attempts: u32,
+    /// Attempts lost to the infrastructure (expired leases, hand-backs, dataset
+    /// mismatches) before it is `FAILED`.
+    pub max_lost: u32,
 }
 
 impl Default for LeasePolicy {
@@ -65,6 +98,7 @@ impl Default for LeasePolicy {
         LeasePolicy {
             ttl_ms: 30_000,
             max_attempts: 3,
+            max_lost: 20,
         }
     }
 }
@@ -92,17 +126,50 @@ pub struct HeartbeatOutcome {
     pub revoked: Vec<RevokedLease>,
 }
 
+/// A held lease in the index.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    deadline: u64,
+    worker: u64,
+}
+
 /// The in-memory index over the trials tree.
 #[derive(Default)]
 struct Index {
     /// Pending trials, in lease order.
     pending: BTreeSet<TrialId>,
-    /// Leased trials and their deadlines.
-    leased: HashMap<TrialId, u64>,
+    /// Leased trials, their deadlines and workers.
+    leased: HashMap<TrialId, Held>,
+    /// Leases held per worker.
+    held: HashMap<u64, u32>,
     /// Per sweep: cancelled, and the fingerprint of the data its trials trained on.
     sweeps: HashMap<u64, SweepInfo>,
-    /// Registered workers' ids.
-    workers: std::collections::HashSet<u64>,
+    /// Registered workers' slots.
+    workers: HashMap<u64, u32>,
+}
+
+impl Index {
+    fn hold(&mut self, id: TrialId, deadline: u64, worker: u64) {
+        if let Some(old) = self.leased.insert(id, Held { deadline, worker }) {
+            self.release_count(old.worker);
+        }
+        *self.held.entry(worker).or_default() += 1;
+    }
+
+    fn release(&mut self, id: &TrialId) {
+        if let Some(old) = self.leased.remove(id) {
+            self.release_count(old.worker);
+        }
+    }
+
+    fn release_count(&mut self, worker: u64) {
+        if let Some(n) = self.held.get_mut(&worker) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(&worker);
+            }
+        }
+    }
 }
 
 #[derive(Default, Clone)]
@@ -119,9 +186,9 @@ pub struct Store {
     epochs: sled::Tree,
     workers: sled::Tree,
     policy: LeasePolicy,
-    /// Top 24 bits of every lease id (see the module doc).
-    incarnation: u64,
     index: Mutex<Index>,
+    /// The first storage failure's cause, once there was one.
+    failure: watch::Sender<Option<String>>,
 }
 
 /// The `trials` key of a trial.
@@ -178,7 +245,7 @@ fn untx<T>(r: Result<T, TransactionError<Error>>) -> Result<T, Error> {
     })
 }
 
-/// Whether `trial` is leased under `lease`.
+/// Whether `trial` is leased under `lease`'s id.
 fn holds(trial: &Trial, lease: &LeaseRef) -> bool {
     trial.state() == TrialState::Leased && trial.lease_id == lease.lease_id
 }
@@ -192,12 +259,226 @@ fn stale(trial: &Trial, lease: &LeaseRef) -> Error {
     }
 }
 
+/// The trial is leased under `lease`, to `lease.worker_id`.
+fn check_holder(trial: &Trial, lease: &LeaseRef) -> Result<(), Error> {
+    if !holds(trial, lease) {
+        return Err(stale(trial, lease));
+    }
+    if trial.worker_id != lease.worker_id {
+        return Err(Error::NotLeaseHolder {
+            sweep: lease.sweep_id,
+            index: lease.index,
+            caller: lease.worker_id,
+        });
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
+/// The non-zero random lease id of a new lease.
+fn new_lease_id() -> Result<u64, Error> {
+    loop {
+        let id = getrandom::u64()
+            .map_err(|e| Error::Internal(format!("the OS random number generator: {e}")))?;
+        if id != 0 {
+            return Ok(id);
+        }
+    }
+}
+
+fn bad(message: String) -> Error {
+    Error::BadRequest(message)
+}
+
+/// Checks one value of a report: `what` names it.
+fn check_range(what: &str, x: f64, low: f64, high: f64) -> Result<(), Error> {
+    if x.is_finite() && x >= low && x <= high {
+        Ok(())
+    } else {
+        Err(bad(format!("{what}: {x} is not in [{low}, {high}]")))
+    }
+}
+
+/// A value that a blown-up last step may have made NaN or infinite (see
+/// [`check_epoch_values`]) but that is never negative.
+fn check_not_negative(what: &str, x: f64) -> Result<(), Error> {
+    if x < 0.0 {
+        Err(bad(format!("{what}: {x} is negative")))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_finite(what: &str, x: f64) -> Result<(), Error> {
+    if x.is_finite() {
+        Ok(())
+    } else {
+        Err(bad(format!("{what}: {x} is not finite")))
+    }
+}
+
+/// The values of one epoch's report. The worker reports an epoch only when its train
+/// loss is finite (a NaN or infinite train loss is a divergence, reported by
+/// `Complete`), so the train loss must be finite; but the epoch's last optimiser step
+/// may have made the weights non-finite, and then the evaluation losses, the penalty
+/// and the layer statistics measured after it are NaN or infinite (the next epoch
+/// diverges). Those may therefore be non-finite, never negative; accuracies and times
+/// are always finite and in range.
+fn check_epoch_values(report: &EpochReport, layers: usize) -> Result<(), Error> {
+    check_range("train_loss", report.train_loss, 0.0, f64::MAX)?;
+    check_not_negative("val_loss", report.val_loss)?;
+    check_not_negative("test_loss", report.test_loss)?;
+    check_not_negative("penalty", report.penalty)?;
+    check_range("train_accuracy", report.train_accuracy, 0.0, 1.0)?;
+    check_range("val_accuracy", report.val_accuracy, 0.0, 1.0)?;
+    check_range("test_accuracy", report.test_accuracy, 0.0, 1.0)?;
+    check_range("seconds", report.seconds, 0.0, f64::MAX)?;
+    if !report.layers.is_empty() && report.layers.len() != layers {
+        return Err(bad(format!(
+            "layers: {} layer diagnostics, the trial's net has {layers} Linear layers",
+            report.layers.len()
+        )));
+    }
+    for (i, l) in report.layers.iter().enumerate() {
+        let what = |field: &str| format!("layers[{i}].{field}");
+        if l.layer.len() > 64 {
+            return Err(bad(format!(
+                "{}: {} bytes, the limit is 64",
+                what("layer"),
+                l.layer.len()
+            )));
+        }
+        check_not_negative(&what("weight_std"), l.weight_std)?;
+        check_not_negative(&what("grad_norm"), l.grad_norm)?;
+        check_not_negative(&what("grad_max_abs"), l.grad_max_abs)?;
+        check_not_negative(&what("update_ratio"), l.update_ratio)?;
+        check_not_negative(&what("change_since_start"), l.change_since_start)?;
+        if let Some(d) = l.dead_fraction {
+            check_range(&what("dead_fraction"), d, 0.0, 1.0)?;
+        }
+    }
+    Ok(())
+}
+
+/// The parts of a result that do not depend on the stored epochs.
+fn check_result_values(result: &TrialResult) -> Result<(), Error> {
+    check_range("result.seconds", result.seconds, 0.0, f64::MAX)?;
+    for (what, text, max) in [
+        (
+            "result.dataset_fingerprint",
+            &result.dataset_fingerprint,
+            256,
+        ),
+        ("result.device", &result.device, MAX_WORKER_TEXT),
+        ("result.worker_name", &result.worker_name, MAX_WORKER_TEXT),
+        (
+            "result.gradcheck_skipped",
+            &result.gradcheck_skipped,
+            MAX_ERROR_TEXT,
+        ),
+    ] {
+        if text.len() > max {
+            return Err(bad(format!(
+                "{what}: {} bytes, the limit is {max}",
+                text.len()
+            )));
+        }
+    }
+    if result.verdicts.len() > 16 {
+        return Err(bad(format!(
+            "result.verdicts: {}, the limit is 16",
+            result.verdicts.len()
+        )));
+    }
+    for (i, v) in result.verdicts.iter().enumerate() {
+        if v.name.len() + v.reason.len() > MAX_ERROR_TEXT {
+            return Err(bad(format!(
+                "result.verdicts[{i}]: {} bytes, the limit is {MAX_ERROR_TEXT}",
+                v.name.len() + v.reason.len()
+            )));
+        }
+    }
+    if let Some(g) = &result.gradcheck {
+        for (what, t) in [
+            ("tolerance", &g.tolerance),
+            ("device_tolerance", &g.device_tolerance),
+        ] {
+            if let Some(t) = t {
+                check_finite(&format!("result.gradcheck.{what}.atol"), t.atol)?;
+                check_finite(&format!("result.gradcheck.{what}.rtol"), t.rtol)?;
+                check_finite(&format!("result.gradcheck.{what}.eps"), t.eps)?;
+            }
+        }
+        for (what, layers) in [("layers", &g.layers), ("device_layers", &g.device_layers)] {
+            if layers.len() > 1024 {
+                return Err(bad(format!(
+                    "result.gradcheck.{what}: {}, the limit is 1024",
+                    layers.len()
+                )));
+            }
+            for (i, l) in layers.iter().enumerate() {
+                check_finite(
+                    &format!("result.gradcheck.{what}[{i}].max_abs_error"),
+                    l.max_abs_error,
+                )?;
+                check_finite(
+                    &format!("result.gradcheck.{what}[{i}].max_rel_error"),
+                    l.max_rel_error,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config_of(trial: &Trial) -> Result<TrialConfig, Error> {
+    TrialConfig::from_toml_str(&trial.config_toml).map_err(|e| {
+        Error::Internal(format!(
+            "trial {} of sweep {}: stored config does not parse: {e}",
+            trial.index, trial.sweep_id
+        ))
+    })
+}
+
+fn now_wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Maps sled's "could not acquire lock" error to [`Error::Locked`].
+fn open_error(path: &Path, e: sled::Error) -> Error {
+    if let sled::Error::Io(io) = &e
+        && io.to_string().starts_with("could not acquire lock")
+    {
+        return Error::Locked(path.to_owned());
+    }
+    Error::Storage(e)
+}
+
 impl Store {
     /// Opens (or creates) the database at `path` and rebuilds the in-memory index.
-    /// Leases stored as running stay leased until their deadline passes
-    /// ([`Store::expire`]). A database of another schema version is refused.
+    /// Leases stored as running are given a fresh deadline (now + ttl): their workers
+    /// get a whole TTL to reach this coordinator again. A database of another schema
+    /// version is refused, one held by another coordinator is [`Error::Locked`].
     pub fn open(path: &Path, policy: LeasePolicy) -> Result<Store, Error> {
-        let db = sled::open(path)?;
+        Store::open_at(path, policy, now_wall_ms())
+    }
+
+    /// [`Store::open`] at the time `now_ms`.
+    pub fn open_at(path: &Path, policy: LeasePolicy, now_ms: u64) -> Result<Store, Error> {
+        let db = sled::open(path).map_err(|e| open_error(path, e))?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -213,21 +494,6 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
-        let incarnation = match meta.get("incarnation")? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8])),
-            None => {
-                use std::hash::{BuildHasher, Hasher};
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u128(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_nanos()),
-                );
-                let incarnation = (h.finish() & 0xff_ffff).max(1);
-                meta.insert("incarnation", &incarnation.to_be_bytes())?;
-                incarnation
-            }
-        };
         let store = Store {
             sweeps: db.open_tree("sweeps")?,
             trials: db.open_tree("trials")?,
@@ -235,8 +501,8 @@ impl Store {
             workers: db.open_tree("workers")?,
             db,
             policy,
-            incarnation,
             index: Mutex::new(Index::default()),
+            failure: watch::Sender::new(None),
         };
         let mut index = Index::default();
         for entry in store.sweeps.iter() {
@@ -252,21 +518,33 @@ impl Store {
         }
         for entry in store.workers.iter() {
             let (_, v) = entry?;
-            index.workers.insert(decode::<Worker>(&v)?.id);
+            let worker = decode::<Worker>(&v)?;
+            index.workers.insert(worker.id, worker.slots.max(1));
         }
+        let deadline = now_ms + policy.ttl_ms;
+        let mut renewed = Vec::new();
         for entry in store.trials.iter() {
-            let (_, v) = entry?;
-            let trial: Trial = decode(&v)?;
+            let (k, v) = entry?;
+            let mut trial: Trial = decode(&v)?;
             let id = (trial.sweep_id, trial.index);
             match trial.state() {
                 TrialState::Pending => {
                     index.pending.insert(id);
                 }
                 TrialState::Leased => {
-                    index.leased.insert(id, trial.lease_deadline_unix_ms);
+                    index.hold(id, deadline, trial.worker_id);
+                    trial.lease_deadline_unix_ms = deadline;
+                    renewed.push((k, trial.encode_to_vec()));
                 }
                 _ => {}
             }
+        }
+        if !renewed.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (k, v) in renewed {
+                batch.insert(k, v);
+            }
+            store.trials.apply_batch(batch)?;
         }
         *store.index.lock().expect("store index lock") = index;
         Ok(store)
@@ -277,22 +555,88 @@ impl Store {
         self.policy
     }
 
+    /// The first storage failure's cause, if the store has had one (it then refuses
+    /// every write).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.borrow().clone()
+    }
+
+    /// Resolves, with its cause, once a write or flush has failed.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failure.subscribe();
+        let cause = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|cause| cause.clone().unwrap_or_default());
+        match cause {
+            Ok(cause) => cause,
+            // The sender lives as long as the store.
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    /// Records a storage failure: one line on stderr, and the store refuses writes.
+    fn storage_failed(&self, cause: &str) {
+        eprintln!("coordinator: storage: {cause}");
+        self.failure.send_if_modified(|f| {
+            if f.is_none() {
+                *f = Some(cause.to_owned());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Runs a write: refused at once after a storage failure; a storage error it
+    /// meets becomes the store's failure.
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        if let Some(cause) = self.failure() {
+            return Err(Error::StorageFailed(cause));
+        }
+        let result = f();
+        if let Err(e @ Error::Storage(_)) = &result {
+            let line = e.to_string();
+            self.storage_failed(line.strip_prefix("storage: ").unwrap_or(&line));
+        }
+        result
+    }
+
     /// Returns once every write made before the call is on disk. (sled's own
     /// `flush_async` can wait forever when nothing else writes, so the blocking flush
     /// runs on tokio's blocking pool; sled coalesces concurrent flushes itself, which
-    /// measured faster than queueing them behind one lock.)
+    /// measured faster than queueing them behind one lock.) After a storage failure it
+    /// is refused at once; a flush that takes longer than [`FLUSH_TIMEOUT`] is one.
     pub async fn flush(&self) -> Result<(), Error> {
+        if let Some(cause) = self.failure() {
+            return Err(Error::StorageFailed(cause));
+        }
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| Error::Internal(format!("flush task failed: {e}")))??;
-        Ok(())
+        let flushed = tokio::time::timeout(
+            FLUSH_TIMEOUT,
+            tokio::task::spawn_blocking(move || db.flush()),
+        )
+        .await;
+        match flushed {
+            Err(_) => {
+                let cause = format!(
+                    "a flush did not finish within {} s",
+                    FLUSH_TIMEOUT.as_secs()
+                );
+                self.storage_failed(&cause);
+                Err(Error::StorageFailed(cause))
+            }
+            Ok(Err(e)) => Err(Error::Internal(format!("flush task failed: {e}"))),
+            Ok(Ok(r)) => self.write(|| r.map(|_| ()).map_err(Error::from)),
+        }
     }
 
     /// Writes everything to disk, blocking.
     pub fn flush_blocking(&self) -> Result<(), Error> {
-        self.db.flush()?;
-        Ok(())
+        self.write(|| {
+            self.db.flush()?;
+            Ok(())
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -305,58 +649,60 @@ impl Store {
 
     /// Stores a sweep and all its trials, `PENDING`, in one transaction.
     pub fn submit(&self, new: &NewSweep<'_>, now_ms: u64) -> Result<Sweep, Error> {
-        let mut index = self.lock();
-        let id = self.db.generate_id()?;
-        let sweep = Sweep {
-            id,
-            name: new.name.to_owned(),
-            spec_toml: new.spec_toml.to_owned(),
-            state: SweepState::Running as i32,
-            created_unix_ms: now_ms,
-            axes: new
-                .axes
+        let sweep = self.write(|| {
+            let mut index = self.lock();
+            let id = self.db.generate_id()?;
+            let sweep = Sweep {
+                id,
+                name: new.name.to_owned(),
+                spec_toml: new.spec_toml.to_owned(),
+                state: SweepState::Running as i32,
+                created_unix_ms: now_ms,
+                axes: new
+                    .axes
+                    .iter()
+                    .map(|a| gradsweep_proto::Axis {
+                        key: a.key.clone(),
+                        labels: a.labels.clone(),
+                    })
+                    .collect(),
+                seeds: new.seeds.to_vec(),
+                trial_count: new.trials.len() as u32,
+                counts: None,
+                dataset_fingerprint: String::new(),
+            };
+            let records: Vec<([u8; 12], Vec<u8>)> = new
+                .trials
                 .iter()
-                .map(|a| gradsweep_proto::Axis {
-                    key: a.key.clone(),
-                    labels: a.labels.clone(),
+                .map(|t| {
+                    let trial = Trial {
+                        sweep_id: id,
+                        index: t.index as u32,
+                        key: t.key.clone(),
+                        config_toml: t.toml.clone(),
+                        choice: t.choice.iter().map(|&c| c as u32).collect(),
+                        seed: t.config.seed,
+                        state: TrialState::Pending as i32,
+                        ..Trial::default()
+                    };
+                    (trial_key((id, t.index as u32)), trial.encode_to_vec())
                 })
-                .collect(),
-            seeds: new.seeds.to_vec(),
-            trial_count: new.trials.len() as u32,
-            counts: None,
-            dataset_fingerprint: String::new(),
-        };
-        let records: Vec<([u8; 12], Vec<u8>)> = new
-            .trials
-            .iter()
-            .map(|t| {
-                let trial = Trial {
-                    sweep_id: id,
-                    index: t.index as u32,
-                    key: t.key.clone(),
-                    config_toml: t.toml.clone(),
-                    choice: t.choice.iter().map(|&c| c as u32).collect(),
-                    seed: t.config.seed,
-                    state: TrialState::Pending as i32,
-                    ..Trial::default()
-                };
-                (trial_key((id, t.index as u32)), trial.encode_to_vec())
-            })
-            .collect();
-        untx(
-            (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
-                for (k, v) in &records {
-                    trials.insert(&k[..], v.as_slice())?;
-                }
-                tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
-                Ok(())
-            }),
-        )?;
-        index.sweeps.insert(id, SweepInfo::default());
-        index
-            .pending
-            .extend((0..new.trials.len() as u32).map(|i| (id, i)));
-        drop(index);
+                .collect();
+            untx(
+                (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
+                    for (k, v) in &records {
+                        trials.insert(&k[..], v.as_slice())?;
+                    }
+                    tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
+                    Ok(())
+                }),
+            )?;
+            index.sweeps.insert(id, SweepInfo::default());
+            index
+                .pending
+                .extend((0..new.trials.len() as u32).map(|i| (id, i)));
+            Ok(sweep)
+        })?;
         self.with_counts(sweep)
     }
 
@@ -432,49 +778,142 @@ impl Store {
             .collect()
     }
 
+    /// The last stored epoch of an attempt (its number, which is also how many are
+    /// stored, since they are stored in sequence from 1) and its encoded report.
+    fn last_epoch(&self, id: TrialId, attempt: u32) -> Result<(u32, Option<sled::IVec>), Error> {
+        let mut prefix = trial_key(id).to_vec();
+        prefix.extend_from_slice(&attempt.to_be_bytes());
+        match self.epochs.scan_prefix(prefix).next_back() {
+            None => Ok((0, None)),
+            Some(entry) => {
+                let (k, v) = entry?;
+                let epoch = k
+                    .get(16..20)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_be_bytes);
+                Ok((epoch, Some(v)))
+            }
+        }
+    }
+
     /// Cancels every pending or leased trial of a sweep, and the sweep, in one
     /// transaction. Leased trials' workers learn it at their next heartbeat.
     pub fn cancel(&self, sweep_id: u64) -> Result<Sweep, Error> {
-        let mut index = self.lock();
-        let bytes = self
-            .sweeps
-            .get(sweep_id.to_be_bytes())?
-            .ok_or(Error::NoSweep(sweep_id))?;
-        let mut sweep: Sweep = decode(&bytes)?;
-        sweep.set_state(SweepState::Cancelled);
-        let mut open = Vec::new();
-        for trial in self.trials_of(sweep_id)? {
-            if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
-                open.push(trial);
-            }
-        }
-        untx(
-            (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
-                for trial in &open {
-                    let mut t = trial.clone();
-                    t.set_state(TrialState::Cancelled);
-                    t.lease_deadline_unix_ms = 0;
-                    tx_put(trials, &trial_key((t.sweep_id, t.index)), &t)?;
+        let sweep = self.write(|| {
+            let mut index = self.lock();
+            let bytes = self
+                .sweeps
+                .get(sweep_id.to_be_bytes())?
+                .ok_or(Error::NoSweep(sweep_id))?;
+            let mut sweep: Sweep = decode(&bytes)?;
+            sweep.set_state(SweepState::Cancelled);
+            let mut open = Vec::new();
+            for trial in self.trials_of(sweep_id)? {
+                if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
+                    open.push(trial);
                 }
-                tx_put(sweeps, &sweep_id.to_be_bytes(), &sweep)?;
-                Ok(())
-            }),
-        )?;
-        for trial in &open {
-            let id = (trial.sweep_id, trial.index);
-            index.pending.remove(&id);
-            index.leased.remove(&id);
-        }
-        index.sweeps.entry(sweep_id).or_default().cancelled = true;
-        drop(index);
+            }
+            untx(
+                (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
+                    for trial in &open {
+                        let mut t = trial.clone();
+                        t.set_state(TrialState::Cancelled);
+                        t.lease_deadline_unix_ms = 0;
+                        tx_put(trials, &trial_key((t.sweep_id, t.index)), &t)?;
+                    }
+                    tx_put(sweeps, &sweep_id.to_be_bytes(), &sweep)?;
+                    Ok(())
+                }),
+            )?;
+            for trial in &open {
+                let id = (trial.sweep_id, trial.index);
+                index.pending.remove(&id);
+                index.release(&id);
+            }
+            index.sweeps.entry(sweep_id).or_default().cancelled = true;
+            Ok(sweep)
+        })?;
         self.with_counts(sweep)
+    }
+
+    /// Requeues a sweep's FAILED trials (and DIVERGED ones with `include_diverged`) as
+    /// new attempts with `failures` and `lost` reset and a RETRIED entry in their
+    /// history, in one transaction. Returns the sweep and how many were requeued. A
+    /// cancelled sweep is refused.
+    pub fn retry(
+        &self,
+        sweep_id: u64,
+        include_diverged: bool,
+        now_ms: u64,
+    ) -> Result<(Sweep, u32), Error> {
+        let (sweep, requeued) = self.write(|| {
+            let mut index = self.lock();
+            let bytes = self
+                .sweeps
+                .get(sweep_id.to_be_bytes())?
+                .ok_or(Error::NoSweep(sweep_id))?;
+            let sweep: Sweep = decode(&bytes)?;
+            if sweep.state() == SweepState::Cancelled {
+                return Err(bad(format!(
+                    "sweep {sweep_id} is cancelled: its trials are not retried"
+                )));
+            }
+            let mut chosen = Vec::new();
+            for mut t in self.trials_of(sweep_id)? {
+                let was = t.state();
+                if !(was == TrialState::Failed || include_diverged && was == TrialState::Diverged) {
+                    continue;
+                }
+                let worker_name = self.worker_name(t.worker_id);
+                let reason = if t.error.is_empty() {
+                    format!("requeued by a user (was {})", was.as_str_name())
+                } else {
+                    format!(
+                        "requeued by a user (was {}: {})",
+                        was.as_str_name(),
+                        t.error
+                    )
+                };
+                t.history.push(AttemptEnd {
+                    attempt: t.attempt,
+                    kind: AttemptEndKind::Retried as i32,
+                    worker_id: t.worker_id,
+                    worker_name,
+                    reason: cut(&reason, MAX_ERROR_TEXT),
+                    ended_unix_ms: now_ms,
+                });
+                t.attempt += 1;
+                t.failures = 0;
+                t.lost = 0;
+                t.set_state(TrialState::Pending);
+                t.worker_id = 0;
+                t.lease_id = 0;
+                t.lease_deadline_unix_ms = 0;
+                t.result = None;
+                t.error.clear();
+                chosen.push(t);
+            }
+            untx(self.trials.transaction(|trials| {
+                for t in &chosen {
+                    tx_put(trials, &trial_key((t.sweep_id, t.index)), t)?;
+                }
+                Ok(())
+            }))?;
+            for t in &chosen {
+                index.pending.insert((t.sweep_id, t.index));
+            }
+            Ok((sweep, chosen.len() as u32))
+        })?;
+        Ok((self.with_counts(sweep)?, requeued))
     }
 
     // -----------------------------------------------------------------------------------
     // Workers
     // -----------------------------------------------------------------------------------
 
-    /// Registers a worker and returns its record (with a fresh id).
+    /// Registers a worker and returns its record (with a fresh id). A name or device
+    /// longer than [`MAX_WORKER_TEXT`] bytes, or slots outside 1..=[`MAX_SLOTS`], is
+    /// refused.
     pub fn register(
         &self,
         name: &str,
@@ -482,18 +921,31 @@ impl Store {
         slots: u32,
         now_ms: u64,
     ) -> Result<Worker, Error> {
-        let worker = Worker {
-            id: self.db.generate_id()?,
-            name: name.to_owned(),
-            device: device.to_owned(),
-            slots,
-            registered_unix_ms: now_ms,
-            last_seen_unix_ms: now_ms,
-        };
-        self.workers
-            .insert(worker.id.to_be_bytes(), worker.encode_to_vec())?;
-        self.lock().workers.insert(worker.id);
-        Ok(worker)
+        for (what, text) in [("name", name), ("device", device)] {
+            if text.len() > MAX_WORKER_TEXT {
+                return Err(bad(format!(
+                    "{what}: {} bytes, the limit is {MAX_WORKER_TEXT}",
+                    text.len()
+                )));
+            }
+        }
+        if !(1..=MAX_SLOTS).contains(&slots) {
+            return Err(bad(format!("slots: {slots}, must be 1 to {MAX_SLOTS}")));
+        }
+        self.write(|| {
+            let worker = Worker {
+                id: self.db.generate_id()?,
+                name: name.to_owned(),
+                device: device.to_owned(),
+                slots,
+                registered_unix_ms: now_ms,
+                last_seen_unix_ms: now_ms,
+            };
+            self.workers
+                .insert(worker.id.to_be_bytes(), worker.encode_to_vec())?;
+            self.lock().workers.insert(worker.id, slots);
+            Ok(worker)
+        })
     }
 
     /// A registered worker.
@@ -505,158 +957,217 @@ impl Store {
         decode(&bytes)
     }
 
+    /// A worker's name, or empty when it is unknown.
+    fn worker_name(&self, id: u64) -> String {
+        self.worker(id).map(|w| w.name).unwrap_or_default()
+    }
+
     // -----------------------------------------------------------------------------------
     // Leases
     // -----------------------------------------------------------------------------------
 
-    /// Leases up to `max` pending trials to `worker_id` (first requeuing expired leases).
-    /// Each lease is one transaction: `PENDING → LEASED(worker, new lease id, now + ttl)`.
+    /// Leases up to `max` pending trials to `worker_id` (first requeuing expired
+    /// leases), but no more than its registered slots minus the leases it holds. Each
+    /// lease is one transaction: `PENDING → LEASED(worker, new lease id, now + ttl)`.
     pub fn lease(&self, worker_id: u64, max: usize, now_ms: u64) -> Result<Vec<TrialLease>, Error> {
-        self.expire(now_ms)?;
-        let mut index = self.lock();
-        if !index.workers.contains(&worker_id) {
-            return Err(Error::NoWorker(worker_id));
-        }
-        let mut out = Vec::new();
-        while out.len() < max {
-            let Some(id) = index.pending.pop_first() else {
-                break;
+        self.write(|| {
+            let mut index = self.lock();
+            self.expire_locked(&mut index, now_ms)?;
+            let Some(&slots) = index.workers.get(&worker_id) else {
+                return Err(Error::NoWorker(worker_id));
             };
-            let lease_id = (self.incarnation << 40) | (self.db.generate_id()? & ((1 << 40) - 1));
-            let deadline = now_ms + self.policy.ttl_ms;
-            let leased = untx(self.trials.transaction(|trials| {
-                let key = trial_key(id);
-                let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
-                    return Ok(None);
+            let held = index.held.get(&worker_id).copied().unwrap_or(0);
+            let max = max.min(slots.saturating_sub(held) as usize);
+            let mut out = Vec::new();
+            while out.len() < max {
+                let Some(id) = index.pending.pop_first() else {
+                    break;
                 };
-                if trial.state() != TrialState::Pending {
-                    return Ok(None);
+                let lease_id = new_lease_id()?;
+                let deadline = now_ms + self.policy.ttl_ms;
+                let leased = untx(self.trials.transaction(|trials| {
+                    let key = trial_key(id);
+                    let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
+                        return Ok(None);
+                    };
+                    if trial.state() != TrialState::Pending {
+                        return Ok(None);
+                    }
+                    trial.set_state(TrialState::Leased);
+                    trial.worker_id = worker_id;
+                    trial.lease_id = lease_id;
+                    trial.lease_deadline_unix_ms = deadline;
+                    tx_put(trials, &key, &trial)?;
+                    Ok(Some(trial))
+                }));
+                let leased = match leased {
+                    Ok(leased) => leased,
+                    Err(e) => {
+                        index.pending.insert(id);
+                        return Err(e);
+                    }
+                };
+                if let Some(trial) = leased {
+                    index.hold(id, deadline, worker_id);
+                    let fingerprint = index
+                        .sweeps
+                        .get(&id.0)
+                        .map(|s| s.fingerprint.clone())
+                        .unwrap_or_default();
+                    out.push(TrialLease {
+                        sweep_id: trial.sweep_id,
+                        index: trial.index,
+                        key: trial.key,
+                        config_toml: trial.config_toml,
+                        attempt: trial.attempt,
+                        lease_id,
+                        deadline_unix_ms: deadline,
+                        dataset_fingerprint: fingerprint,
+                    });
                 }
-                trial.set_state(TrialState::Leased);
-                trial.worker_id = worker_id;
-                trial.lease_id = lease_id;
-                trial.lease_deadline_unix_ms = deadline;
-                tx_put(trials, &key, &trial)?;
-                Ok(Some(trial))
-            }))?;
-            if let Some(trial) = leased {
-                index.leased.insert(id, deadline);
-                let fingerprint = index
-                    .sweeps
-                    .get(&id.0)
-                    .map(|s| s.fingerprint.clone())
-                    .unwrap_or_default();
-                out.push(TrialLease {
-                    sweep_id: trial.sweep_id,
-                    index: trial.index,
-                    key: trial.key,
-                    config_toml: trial.config_toml,
-                    attempt: trial.attempt,
-                    lease_id,
-                    deadline_unix_ms: deadline,
-                    dataset_fingerprint: fingerprint,
-                });
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Renews the worker's leases that are still current; the others are revoked
-    /// (cancelled with their sweep, or expired and given to another attempt).
+    /// (cancelled with their sweep, or expired and given to another attempt). A lease
+    /// that is current but another worker's refuses the whole call
+    /// ([`Error::NotLeaseHolder`]) and nothing changes.
     pub fn heartbeat(
         &self,
         worker_id: u64,
         leases: &[LeaseRef],
         now_ms: u64,
     ) -> Result<HeartbeatOutcome, Error> {
-        let mut worker = self.worker(worker_id)?;
-        worker.last_seen_unix_ms = now_ms;
-        self.workers
-            .insert(worker_id.to_be_bytes(), worker.encode_to_vec())?;
-        let mut index = self.lock();
-        let mut out = HeartbeatOutcome::default();
-        let deadline = now_ms + self.policy.ttl_ms;
-        for lease in leases {
-            let id = (lease.sweep_id, lease.index);
-            let renewed = untx(self.trials.transaction(|trials| {
-                let key = trial_key(id);
-                let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
-                    return Ok(Err(RevokeReason::Expired));
-                };
-                if !holds(&trial, lease) {
-                    return Ok(Err(if trial.state() == TrialState::Cancelled {
-                        RevokeReason::Cancelled
-                    } else {
-                        RevokeReason::Expired
-                    }));
+        self.write(|| {
+            let mut worker = self.worker(worker_id)?;
+            let mut index = self.lock();
+            for lease in leases {
+                let id = (lease.sweep_id, lease.index);
+                if let Ok(trial) = self.trial(id)
+                    && holds(&trial, lease)
+                    && trial.worker_id != worker_id
+                {
+                    return Err(Error::NotLeaseHolder {
+                        sweep: id.0,
+                        index: id.1,
+                        caller: worker_id,
+                    });
                 }
-                trial.lease_deadline_unix_ms = deadline;
-                tx_put(trials, &key, &trial)?;
-                Ok(Ok(()))
-            }))?;
-            match renewed {
-                Ok(()) => {
-                    index.leased.insert(id, deadline);
-                    out.renewed.push(*lease);
-                }
-                Err(reason) => out.revoked.push(RevokedLease {
-                    lease: Some(*lease),
-                    reason: reason as i32,
-                }),
             }
-        }
-        Ok(out)
+            worker.last_seen_unix_ms = now_ms;
+            self.workers
+                .insert(worker_id.to_be_bytes(), worker.encode_to_vec())?;
+            let mut out = HeartbeatOutcome::default();
+            let deadline = now_ms + self.policy.ttl_ms;
+            for lease in leases {
+                let id = (lease.sweep_id, lease.index);
+                let renewed = untx(self.trials.transaction(|trials| {
+                    let key = trial_key(id);
+                    let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
+                        return Ok(Err(RevokeReason::Expired));
+                    };
+                    if !holds(&trial, lease) || trial.worker_id != worker_id {
+                        return Ok(Err(if trial.state() == TrialState::Cancelled {
+                            RevokeReason::Cancelled
+                        } else {
+                            RevokeReason::Expired
+                        }));
+                    }
+                    trial.lease_deadline_unix_ms = deadline;
+                    tx_put(trials, &key, &trial)?;
+                    Ok(Ok(()))
+                }))?;
+                match renewed {
+                    Ok(()) => {
+                        index.hold(id, deadline, worker_id);
+                        out.renewed.push(*lease);
+                    }
+                    Err(reason) => out.revoked.push(RevokedLease {
+                        lease: Some(*lease),
+                        reason: reason as i32,
+                    }),
+                }
+            }
+            Ok(out)
+        })
     }
 
-    /// Requeues every trial whose lease deadline is before `now_ms` (attempt + 1, or
-    /// `FAILED` after the last attempt). Returns how many leases ended.
+    /// Requeues every trial whose lease deadline is before `now_ms` (a new attempt,
+    /// `lost` + 1, or `FAILED` at `max_lost`). Returns how many leases ended.
     pub fn expire(&self, now_ms: u64) -> Result<usize, Error> {
-        let mut index = self.lock();
+        self.write(|| self.expire_locked(&mut self.lock(), now_ms))
+    }
+
+    fn expire_locked(&self, index: &mut Index, now_ms: u64) -> Result<usize, Error> {
         let due: Vec<TrialId> = index
             .leased
             .iter()
-            .filter(|&(_, &deadline)| deadline < now_ms)
+            .filter(|&(_, held)| held.deadline < now_ms)
             .map(|(&id, _)| id)
             .collect();
         let mut ended = 0;
         for id in due {
             let trial = self.trial(id)?;
             if trial.state() != TrialState::Leased || trial.lease_deadline_unix_ms >= now_ms {
-                index.leased.remove(&id);
+                if trial.state() != TrialState::Leased {
+                    index.release(&id);
+                }
                 continue;
             }
             let lease = LeaseRef {
                 sweep_id: id.0,
                 index: id.1,
                 lease_id: trial.lease_id,
-                worker_id: 0,
+                worker_id: trial.worker_id,
             };
-            let error = format!(
-                "lease {} of worker {} expired (attempt {})",
-                trial.lease_id, trial.worker_id, trial.attempt
+            let reason = format!(
+                "the lease expired: worker {} sent no heartbeat for {} ms (attempt {})",
+                trial.worker_id, self.policy.ttl_ms, trial.attempt
             );
-            self.give_back_locked(&mut index, &lease, &error)?;
+            self.give_back_locked(index, &lease, AttemptEndKind::Expired, &reason, now_ms)?;
             ended += 1;
         }
         Ok(ended)
     }
 
     /// Gives a leased trial back with an error (or the reason it was given back): it is
-    /// requeued with attempt + 1, or `FAILED` after the last attempt. Returns the new
-    /// state. A stale lease is refused.
-    pub fn fail(&self, lease: &LeaseRef, error: &str) -> Result<TrialState, Error> {
-        let mut index = self.lock();
-        self.give_back_locked(&mut index, lease, error)
+    /// requeued as a new attempt, or `FAILED` when `failures` reaches `max_attempts`
+    /// (an error) or `lost` reaches `max_lost` (a hand-back or a dataset mismatch).
+    /// Returns the new state. A stale lease, or another worker's, is refused.
+    pub fn fail(
+        &self,
+        lease: &LeaseRef,
+        kind: FailKind,
+        error: &str,
+        now_ms: u64,
+    ) -> Result<TrialState, Error> {
+        let kind = match kind {
+            FailKind::Unspecified | FailKind::Error => AttemptEndKind::Error,
+            FailKind::HandBack => AttemptEndKind::HandedBack,
+            FailKind::DatasetMismatch => AttemptEndKind::DatasetMismatch,
+        };
+        self.write(|| {
+            let mut index = self.lock();
+            let trial = self.trial((lease.sweep_id, lease.index))?;
+            check_holder(&trial, lease)?;
+            self.give_back_locked(&mut index, lease, kind, error, now_ms)
+        })
     }
 
     fn give_back_locked(
         &self,
         index: &mut Index,
         lease: &LeaseRef,
-        error: &str,
+        kind: AttemptEndKind,
+        reason: &str,
+        now_ms: u64,
     ) -> Result<TrialState, Error> {
         let id = (lease.sweep_id, lease.index);
-        let max_attempts = self.policy.max_attempts;
+        let policy = self.policy;
+        let reason = cut(reason, MAX_ERROR_TEXT);
+        let worker_name = self.worker_name(lease.worker_id);
         let state = untx(self.trials.transaction(|trials| {
             let key = trial_key(id);
             let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
@@ -665,100 +1176,197 @@ impl Store {
             if !holds(&trial, lease) {
                 return abort(stale(&trial, lease));
             }
-            trial.error = error.to_owned();
-            trial.lease_deadline_unix_ms = 0;
-            if trial.attempt + 1 >= max_attempts {
-                trial.set_state(TrialState::Failed);
+            trial.history.push(AttemptEnd {
+                attempt: trial.attempt,
+                kind: kind as i32,
+                worker_id: trial.worker_id,
+                worker_name: worker_name.clone(),
+                reason: reason.clone(),
+                ended_unix_ms: now_ms,
+            });
+            if kind == AttemptEndKind::Error {
+                trial.failures += 1;
             } else {
+                trial.lost += 1;
+            }
+            trial.lease_deadline_unix_ms = 0;
+            trial.lease_id = 0;
+            if trial.failures >= policy.max_attempts {
+                trial.set_state(TrialState::Failed);
+                trial.error = if policy.max_attempts == 1 {
+                    reason.clone()
+                } else {
+                    format!("{reason} (failed {} attempts)", trial.failures)
+                };
+            } else if trial.lost >= policy.max_lost {
+                trial.set_state(TrialState::Failed);
+                trial.error = format!(
+                    "{} attempts were lost to expired leases, hand-backs or dataset \
+                     mismatches (the limit, --max-lost); the last: {reason}",
+                    trial.lost
+                );
+            } else {
+                trial.error = reason.clone();
                 trial.attempt += 1;
                 trial.set_state(TrialState::Pending);
                 trial.worker_id = 0;
-                trial.lease_id = 0;
             }
             tx_put(trials, &key, &trial)?;
             Ok(trial.state())
         }))?;
-        index.leased.remove(&id);
+        index.release(&id);
         if state == TrialState::Pending {
             index.pending.insert(id);
         }
         Ok(state)
     }
 
-    /// Stores one epoch of a leased trial (under its current attempt). A stale lease is
-    /// refused and stores nothing.
+    /// Stores one epoch of a leased trial (under its current attempt). The epoch must
+    /// be the next one (an exact repeat of the last stored one is a no-op: workers
+    /// retry), within the trial's epochs, with values in range; anything else is
+    /// refused ([`Error::BadRequest`]) and stores nothing, as is a stale lease or
+    /// another worker's.
     pub fn report_epoch(&self, lease: &LeaseRef, report: &EpochReport) -> Result<(), Error> {
-        let _index = self.lock();
-        let id = (lease.sweep_id, lease.index);
-        untx(
-            (&self.trials, &self.epochs).transaction(|(trials, epochs)| {
-                let Some(trial) = tx_get::<Trial>(trials, &trial_key(id))? else {
-                    return abort(Error::NoTrial(id.0, id.1));
+        self.write(|| {
+            let _index = self.lock();
+            let id = (lease.sweep_id, lease.index);
+            let trial = self.trial(id)?;
+            check_holder(&trial, lease)?;
+            let config = config_of(&trial)?;
+            let (stored, last) = self.last_epoch(id, trial.attempt)?;
+            let bytes = report.encode_to_vec();
+            if report.epoch == stored && stored > 0 {
+                return if last.is_some_and(|b| b.as_ref() == bytes.as_slice()) {
+                    Ok(())
+                } else {
+                    Err(bad(format!(
+                        "epoch: {} is already stored, with other values",
+                        report.epoch
+                    )))
                 };
-                if !holds(&trial, lease) {
-                    return abort(stale(&trial, lease));
-                }
-                tx_put(epochs, &epoch_key(id, trial.attempt, report.epoch), report)?;
-                Ok(())
-            }),
-        )?;
-        Ok(())
+            }
+            if report.epoch != stored + 1 {
+                return Err(bad(format!(
+                    "epoch: {}, expected {} (epochs are reported in order from 1; {stored} \
+                     stored)",
+                    report.epoch,
+                    stored + 1
+                )));
+            }
+            if report.epoch > config.epochs {
+                return Err(bad(format!(
+                    "epoch: {}, but the trial has {} epochs",
+                    report.epoch, config.epochs
+                )));
+            }
+            check_epoch_values(report, config.hidden.len() + 1)?;
+            self.epochs
+                .insert(epoch_key(id, trial.attempt, report.epoch), bytes)?;
+            Ok(())
+        })
     }
 
-    /// Finishes a leased trial: `SUCCEEDED`, or `DIVERGED` when the outcome says so, with
-    /// its result. Idempotent: completing again with the lease that finished it answers
-    /// the same state and changes nothing. The first finished trial of a sweep sets the
-    /// sweep's dataset fingerprint.
+    /// Finishes a leased trial: `SUCCEEDED`, or `DIVERGED` when the outcome says so,
+    /// with its result. The outcome is required and must match the stored epochs
+    /// (completed: all the trial's epochs; diverged in epoch n: n − 1 of them, the
+    /// diverged one is not reported), as must `result.epochs`. Idempotent: completing
+    /// again with the lease that finished it answers the same state and changes
+    /// nothing. The first finished trial of a sweep sets the sweep's dataset
+    /// fingerprint.
     pub fn complete(&self, lease: &LeaseRef, result: &TrialResult) -> Result<TrialState, Error> {
-        let mut index = self.lock();
-        let id = (lease.sweep_id, lease.index);
-        let target = match result.outcome.as_ref().and_then(|o| o.kind.as_ref()) {
-            Some(outcome::Kind::Diverged(_)) => TrialState::Diverged,
-            _ => TrialState::Succeeded,
-        };
-        // Only the first finished trial of a sweep reads and writes the sweep record.
-        let known = index
-            .sweeps
-            .get(&id.0)
-            .is_some_and(|s| !s.fingerprint.is_empty());
-        let (state, fingerprint) = untx((&self.sweeps, &self.trials).transaction(
-            |(sweeps, trials)| {
-                let key = trial_key(id);
-                let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
-                    return abort(Error::NoTrial(id.0, id.1));
-                };
-                let finished =
-                    matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged);
-                if finished && trial.lease_id == lease.lease_id {
-                    return Ok((trial.state(), None));
+        self.write(|| {
+            let mut index = self.lock();
+            let id = (lease.sweep_id, lease.index);
+            let trial = self.trial(id)?;
+            let finished = matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged);
+            if finished && trial.lease_id == lease.lease_id {
+                if trial.worker_id != lease.worker_id {
+                    return Err(Error::NotLeaseHolder {
+                        sweep: id.0,
+                        index: id.1,
+                        caller: lease.worker_id,
+                    });
                 }
-                if !holds(&trial, lease) {
-                    return abort(stale(&trial, lease));
-                }
-                trial.set_state(target);
-                trial.lease_deadline_unix_ms = 0;
-                trial.error.clear();
-                trial.result = Some(result.clone());
-                tx_put(trials, &key, &trial)?;
-                let mut fingerprint = None;
-                if !known && !result.dataset_fingerprint.is_empty() {
-                    let sweep_key = id.0.to_be_bytes();
-                    if let Some(mut sweep) = tx_get::<Sweep>(sweeps, &sweep_key)?
-                        && sweep.dataset_fingerprint.is_empty()
-                    {
-                        sweep.dataset_fingerprint = result.dataset_fingerprint.clone();
-                        tx_put(sweeps, &sweep_key, &sweep)?;
-                        fingerprint = Some(sweep.dataset_fingerprint);
+                return Ok(trial.state());
+            }
+            check_holder(&trial, lease)?;
+            let Some(outcome) = result.outcome.as_ref().and_then(|o| o.kind.as_ref()) else {
+                return Err(bad(
+                    "result.outcome: missing (completed, or diverged in an epoch)".into(),
+                ));
+            };
+            let config = config_of(&trial)?;
+            let (stored, _) = self.last_epoch(id, trial.attempt)?;
+            let target = match *outcome {
+                outcome::Kind::Completed(_) => {
+                    if stored != config.epochs || result.epochs != config.epochs {
+                        return Err(bad(format!(
+                            "result: completed after {} epochs, but the trial has {} and {stored} \
+                             are stored",
+                            result.epochs, config.epochs
+                        )));
                     }
+                    TrialState::Succeeded
                 }
-                Ok((target, fingerprint))
-            },
-        ))?;
-        index.leased.remove(&id);
-        if let Some(fingerprint) = fingerprint {
-            index.sweeps.entry(id.0).or_default().fingerprint = fingerprint;
-        }
-        Ok(state)
+                outcome::Kind::Diverged(d) => {
+                    if d.epoch == 0 || d.epoch > config.epochs {
+                        return Err(bad(format!(
+                            "result.outcome: diverged in epoch {}, but the trial has epochs 1 to {}",
+                            d.epoch, config.epochs
+                        )));
+                    }
+                    if stored != d.epoch - 1 || result.epochs != stored {
+                        return Err(bad(format!(
+                            "result: diverged in epoch {} after {} epochs, but {stored} are \
+                             stored (expected {})",
+                            d.epoch,
+                            result.epochs,
+                            d.epoch - 1
+                        )));
+                    }
+                    TrialState::Diverged
+                }
+            };
+            check_result_values(result)?;
+            // Only the first finished trial of a sweep reads and writes the sweep record.
+            let known = index
+                .sweeps
+                .get(&id.0)
+                .is_some_and(|s| !s.fingerprint.is_empty());
+            let fingerprint = untx((&self.sweeps, &self.trials).transaction(
+                |(sweeps, trials)| {
+                    let key = trial_key(id);
+                    let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
+                        return abort(Error::NoTrial(id.0, id.1));
+                    };
+                    if !holds(&trial, lease) {
+                        return abort(stale(&trial, lease));
+                    }
+                    trial.set_state(target);
+                    trial.lease_deadline_unix_ms = 0;
+                    trial.error.clear();
+                    trial.result = Some(result.clone());
+                    tx_put(trials, &key, &trial)?;
+                    let mut fingerprint = None;
+                    if !known && !result.dataset_fingerprint.is_empty() {
+                        let sweep_key = id.0.to_be_bytes();
+                        if let Some(mut sweep) = tx_get::<Sweep>(sweeps, &sweep_key)?
+                            && sweep.dataset_fingerprint.is_empty()
+                        {
+                            sweep.dataset_fingerprint = result.dataset_fingerprint.clone();
+                            tx_put(sweeps, &sweep_key, &sweep)?;
+                            fingerprint = Some(sweep.dataset_fingerprint);
+                        }
+                    }
+                    Ok(fingerprint)
+                },
+            ))?;
+            index.release(&id);
+            if let Some(fingerprint) = fingerprint {
+                index.sweeps.entry(id.0).or_default().fingerprint = fingerprint;
+            }
+            Ok(target)
+        })
     }
 
     /// Whether any trial is pending (for "retry after" answers).
@@ -772,10 +1380,25 @@ impl Store {
     }
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.failure().is_some() {
+            // sled flushes when its last handle drops, and after a failed write that
+            // flush waits forever: the handles are kept (the process is exiting).
+            std::mem::forget(self.db.clone());
+            for tree in [&self.sweeps, &self.trials, &self.epochs, &self.workers] {
+                std::mem::forget(tree.clone());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gradsweep_proto::{Completed, Diverged, Outcome};
+    use gradsweep_proto::{
+        Completed, Diverged, GradCheck, LayerDiagnostics, LayerGradCheck, Outcome,
+    };
     use gradsweep_spec::SweepSpec;
     use std::sync::Arc;
 
@@ -801,9 +1424,15 @@ mod tests {
     const POLICY: LeasePolicy = LeasePolicy {
         ttl_ms: 1000,
         max_attempts: 2,
+        max_lost: 3,
     };
 
-    const SPEC: &str = "name = \"t\"\ndataset = \"synthetic:glyphs-tiny\"\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n";
+    /// Four trials of two epochs, one hidden layer (two Linear layers).
+    const SPEC: &str = "name = \"t\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 2\nhidden = [8]\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n";
+
+    fn open(dir: &TempDir) -> Store {
+        Store::open_at(&dir.0, POLICY, 0).unwrap()
+    }
 
     fn submit(store: &Store) -> Sweep {
         let spec = SweepSpec::from_toml_str(SPEC).unwrap();
@@ -828,17 +1457,27 @@ mod tests {
                 kind: Some(outcome::Kind::Completed(Completed {})),
             }),
             dataset_fingerprint: fingerprint.into(),
-            epochs: 1,
+            epochs: 2,
             ..TrialResult::default()
         }
     }
 
-    fn lease_ref(l: &TrialLease) -> LeaseRef {
+    fn diverged(epoch: u32) -> TrialResult {
+        TrialResult {
+            outcome: Some(Outcome {
+                kind: Some(outcome::Kind::Diverged(Diverged { epoch })),
+            }),
+            epochs: epoch - 1,
+            ..TrialResult::default()
+        }
+    }
+
+    fn lease_ref(l: &TrialLease, worker: u64) -> LeaseRef {
         LeaseRef {
             sweep_id: l.sweep_id,
             index: l.index,
             lease_id: l.lease_id,
-            worker_id: 0,
+            worker_id: worker,
         }
     }
 
@@ -850,10 +1489,24 @@ mod tests {
         }
     }
 
+    /// Reports both epochs and completes.
+    fn finish(store: &Store, l: &LeaseRef, fingerprint: &str) -> TrialState {
+        store.report_epoch(l, &epoch(1, 2.0)).unwrap();
+        store.report_epoch(l, &epoch(2, 1.0)).unwrap();
+        store.complete(l, &completed(fingerprint)).unwrap()
+    }
+
+    fn bad_request(r: Result<impl std::fmt::Debug, Error>) -> String {
+        match r {
+            Err(Error::BadRequest(m)) => m,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
     #[test]
     fn submit_stores_pending_trials_in_order() {
         let dir = TempDir::new("submit");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
         assert_eq!(sweep.trial_count, 4);
         assert_eq!(sweep.state(), SweepState::Running);
@@ -879,9 +1532,9 @@ mod tests {
     #[test]
     fn lease_report_complete() {
         let dir = TempDir::new("complete");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
-        let w = store.register("w1", "cpu", 1, 0).unwrap();
+        let w = store.register("w1", "cpu", 8, 0).unwrap();
         assert!(matches!(
             store.lease(12345, 1, 0),
             Err(Error::NoWorker(12345))
@@ -902,13 +1555,8 @@ mod tests {
         assert_eq!(t.lease_id, l.lease_id);
         assert_eq!(store.leased_count(), 3);
 
-        let r = lease_ref(l);
-        store.report_epoch(&r, &epoch(1, 2.0)).unwrap();
-        store.report_epoch(&r, &epoch(2, 1.0)).unwrap();
-        assert_eq!(
-            store.complete(&r, &completed("abc")).unwrap(),
-            TrialState::Succeeded
-        );
+        let r = lease_ref(l, w.id);
+        assert_eq!(finish(&store, &r, "abc"), TrialState::Succeeded);
         let t = store.trial((sweep.id, 0)).unwrap();
         assert_eq!(t.state(), TrialState::Succeeded);
         assert_eq!(t.result.unwrap().dataset_fingerprint, "abc");
@@ -925,25 +1573,50 @@ mod tests {
         assert!(store.lease(w.id, 5, 20).unwrap().is_empty());
         assert!(!store.has_pending());
 
-        // Diverged is a result.
-        let d = lease_ref(&leases[1]);
-        let diverged = TrialResult {
-            outcome: Some(Outcome {
-                kind: Some(outcome::Kind::Diverged(Diverged { epoch: 3 })),
-            }),
-            ..TrialResult::default()
-        };
-        assert_eq!(store.complete(&d, &diverged).unwrap(), TrialState::Diverged);
+        // Diverged is a result: in epoch 2, after epoch 1 was reported.
+        let d = lease_ref(&leases[1], w.id);
+        store.report_epoch(&d, &epoch(1, 3.0)).unwrap();
+        assert_eq!(
+            store.complete(&d, &diverged(2)).unwrap(),
+            TrialState::Diverged
+        );
+        // Diverged in the first epoch: nothing reported.
+        let d = lease_ref(&leases[2], w.id);
+        assert_eq!(
+            store.complete(&d, &diverged(1)).unwrap(),
+            TrialState::Diverged
+        );
+    }
+
+    #[test]
+    fn lease_ids_are_random_and_not_sequential() {
+        let dir = TempDir::new("ids");
+        let store = open(&dir);
+        submit(&store);
+        let w = store.register("w", "cpu", 8, 0).unwrap();
+        let ids: Vec<u64> = store
+            .lease(w.id, 4, 0)
+            .unwrap()
+            .iter()
+            .map(|l| l.lease_id)
+            .collect();
+        assert_eq!(ids.len(), 4);
+        assert!(ids.iter().all(|&id| id != 0));
+        // Sequential ids (as sled's generate_id gave) differ by small steps; random
+        // 64-bit ones almost surely not.
+        for pair in ids.windows(2) {
+            assert!(pair[0].abs_diff(pair[1]) > 1 << 20, "{ids:?}");
+        }
     }
 
     #[test]
     fn complete_is_idempotent() {
         let dir = TempDir::new("idem");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
         let w = store.register("w", "cpu", 1, 0).unwrap();
-        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
-        store.complete(&l, &completed("first")).unwrap();
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        finish(&store, &l, "first");
         let before = store.trial((sweep.id, 0)).unwrap();
         assert_eq!(
             store.complete(&l, &completed("second")).unwrap(),
@@ -951,54 +1624,201 @@ mod tests {
         );
         assert_eq!(store.trial((sweep.id, 0)).unwrap(), before);
         // But a fail or an epoch after completion is stale.
-        assert!(matches!(store.fail(&l, "x"), Err(Error::StaleLease { .. })));
         assert!(matches!(
-            store.report_epoch(&l, &epoch(9, 0.0)),
+            store.fail(&l, FailKind::Error, "x", 0),
+            Err(Error::StaleLease { .. })
+        ));
+        assert!(matches!(
+            store.report_epoch(&l, &epoch(3, 0.0)),
             Err(Error::StaleLease { .. })
         ));
     }
 
     #[test]
-    fn fail_requeues_then_fails_after_max_attempts() {
+    fn errors_count_as_failures_and_fail_the_trial_at_max_attempts() {
         let dir = TempDir::new("fail");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
         let w = store.register("w", "cpu", 1, 0).unwrap();
-        let first = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
+        let first = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
         store.report_epoch(&first, &epoch(1, 5.0)).unwrap();
         assert_eq!(
-            store.fail(&first, "out of memory").unwrap(),
+            store
+                .fail(&first, FailKind::Error, "out of memory", 7)
+                .unwrap(),
             TrialState::Pending
         );
         let t = store.trial((sweep.id, 0)).unwrap();
         assert_eq!((t.state(), t.attempt), (TrialState::Pending, 1));
+        assert_eq!((t.failures, t.lost), (1, 0));
         assert_eq!(t.error, "out of memory");
+        assert_eq!(t.history.len(), 1);
+        let h = &t.history[0];
+        assert_eq!(
+            (h.attempt, h.kind(), h.worker_id, h.worker_name.as_str()),
+            (0, AttemptEndKind::Error, w.id, "w")
+        );
+        assert_eq!((h.reason.as_str(), h.ended_unix_ms), ("out of memory", 7));
         // The requeued trial is leased again first, as attempt 1, with a new lease id.
         let second = store.lease(w.id, 1, 0).unwrap().remove(0);
         assert_eq!((second.index, second.attempt), (0, 1));
         assert_ne!(second.lease_id, first.lease_id);
         // The first attempt's epochs do not count.
         assert!(store.epochs((sweep.id, 0)).unwrap().is_empty());
+        // FAIL_KIND_UNSPECIFIED counts as an error.
         assert_eq!(
             store
-                .fail(&lease_ref(&second), "out of memory again")
+                .fail(
+                    &lease_ref(&second, w.id),
+                    FailKind::Unspecified,
+                    "out of memory again",
+                    8
+                )
                 .unwrap(),
             TrialState::Failed
         );
         let t = store.trial((sweep.id, 0)).unwrap();
         assert_eq!(t.state(), TrialState::Failed);
-        assert_eq!(t.error, "out of memory again");
+        assert_eq!(t.failures, 2);
+        assert!(t.error.starts_with("out of memory again"), "{}", t.error);
+        assert_eq!(t.history.len(), 2);
         assert_eq!(store.sweep(sweep.id).unwrap().counts.unwrap().failed, 1);
+    }
+
+    #[test]
+    fn lost_leases_do_not_use_attempts_but_are_bounded_by_max_lost() {
+        let dir = TempDir::new("lost");
+        let store = open(&dir);
+        let sweep = submit(&store);
+        let w = store.register("w", "cpu", 1, 0).unwrap();
+        // One error, then many losses: still pending while lost < max_lost (3), though
+        // max_attempts (2) attempts have long been made.
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        store.fail(&l, FailKind::Error, "bad luck", 0).unwrap();
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        assert_eq!(
+            store.fail(&l, FailKind::HandBack, "SIGTERM", 1).unwrap(),
+            TrialState::Pending
+        );
+        let l = lease_ref(&store.lease(w.id, 1, 10).unwrap()[0], w.id);
+        assert_eq!(l.index, 0);
+        // The worker dies: its lease expires.
+        assert_eq!(store.expire(10 + 1001).unwrap(), 1);
+        let t = store.trial((sweep.id, 0)).unwrap();
+        assert_eq!(
+            (t.state(), t.attempt, t.failures, t.lost),
+            (TrialState::Pending, 3, 1, 2)
+        );
+        let kinds: Vec<_> = t.history.iter().map(|h| h.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                AttemptEndKind::Error,
+                AttemptEndKind::HandedBack,
+                AttemptEndKind::Expired
+            ]
+        );
+        assert!(
+            t.history[2].reason.contains("expired"),
+            "{}",
+            t.history[2].reason
+        );
+        let l = lease_ref(&store.lease(w.id, 1, 2000).unwrap()[0], w.id);
+        assert_eq!(
+            (l.index, store.trial((sweep.id, 0)).unwrap().attempt),
+            (0, 3)
+        );
+        assert_eq!(
+            store
+                .fail(&l, FailKind::DatasetMismatch, "fingerprint differs", 2001)
+                .unwrap(),
+            TrialState::Failed
+        );
+        let t = store.trial((sweep.id, 0)).unwrap();
+        assert_eq!((t.failures, t.lost), (1, 3));
+        assert!(t.error.contains("--max-lost"), "{}", t.error);
+        assert_eq!(t.history[3].kind(), AttemptEndKind::DatasetMismatch);
+    }
+
+    #[test]
+    fn retry_requeues_failed_and_optionally_diverged_trials() {
+        let dir = TempDir::new("retry");
+        let store = open(&dir);
+        let sweep = submit(&store);
+        let w = store.register("w", "cpu", 4, 0).unwrap();
+        let leases = store.lease(w.id, 4, 0).unwrap();
+        // 0 fails twice (FAILED), 1 diverges, 2 succeeds, 3 stays leased.
+        store
+            .fail(&lease_ref(&leases[0], w.id), FailKind::Error, "e1", 0)
+            .unwrap();
+        store
+            .complete(&lease_ref(&leases[1], w.id), &diverged(1))
+            .unwrap();
+        finish(&store, &lease_ref(&leases[2], w.id), "fp");
+        let again = store.lease(w.id, 1, 0).unwrap().remove(0);
+        assert_eq!(again.index, 0);
+        store
+            .fail(&lease_ref(&again, w.id), FailKind::Error, "e2", 0)
+            .unwrap();
+        let counts = store.sweep(sweep.id).unwrap().counts.unwrap();
+        assert_eq!(
+            (counts.failed, counts.diverged, counts.succeeded),
+            (1, 1, 1)
+        );
+
+        let (s, n) = store.retry(sweep.id, false, 50).unwrap();
+        assert_eq!(n, 1);
+        let counts = s.counts.unwrap();
+        assert_eq!((counts.failed, counts.pending, counts.diverged), (0, 1, 1));
+        let t = store.trial((sweep.id, 0)).unwrap();
+        assert_eq!(
+            (t.state(), t.attempt, t.failures, t.lost),
+            (TrialState::Pending, 2, 0, 0)
+        );
+        let last = t.history.last().unwrap();
+        assert_eq!(
+            (last.kind(), last.attempt, last.ended_unix_ms),
+            (AttemptEndKind::Retried, 1, 50)
+        );
+        assert!(last.reason.contains("e2"), "{}", last.reason);
+        // It leases again, as a new attempt, and has its full two errors again.
+        let l = store.lease(w.id, 1, 60).unwrap().remove(0);
+        assert_eq!((l.index, l.attempt), (0, 2));
+        assert_eq!(
+            store
+                .fail(&lease_ref(&l, w.id), FailKind::Error, "e3", 0)
+                .unwrap(),
+            TrialState::Pending
+        );
+
+        let (s, n) = store.retry(sweep.id, true, 70).unwrap();
+        assert_eq!(n, 1);
+        let t = store.trial((sweep.id, 1)).unwrap();
+        assert_eq!(
+            (t.state(), t.attempt, t.result),
+            (TrialState::Pending, 1, None)
+        );
+        assert_eq!(s.counts.unwrap().diverged, 0);
+        assert_eq!(
+            store.trial((sweep.id, 2)).unwrap().state(),
+            TrialState::Succeeded
+        );
+        assert!(matches!(
+            store.retry(999, false, 0),
+            Err(Error::NoSweep(999))
+        ));
+        store.cancel(sweep.id).unwrap();
+        bad_request(store.retry(sweep.id, false, 0));
     }
 
     #[test]
     fn expired_leases_are_requeued_and_stale_calls_refused() {
         let dir = TempDir::new("expire");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
         let a = store.register("a", "cpu", 1, 0).unwrap();
         let b = store.register("b", "cpu", 1, 0).unwrap();
-        let old = lease_ref(&store.lease(a.id, 1, 0).unwrap()[0]);
+        let old = lease_ref(&store.lease(a.id, 1, 0).unwrap()[0], a.id);
         store.report_epoch(&old, &epoch(1, 3.0)).unwrap();
         // A heartbeat renews it.
         let hb = store.heartbeat(a.id, &[old], 900).unwrap();
@@ -1006,9 +1826,12 @@ mod tests {
         assert_eq!(store.expire(1500).unwrap(), 0);
         assert_eq!(store.expire(1901).unwrap(), 1);
         let t = store.trial((sweep.id, 0)).unwrap();
-        assert_eq!((t.state(), t.attempt), (TrialState::Pending, 1));
+        assert_eq!(
+            (t.state(), t.attempt, t.lost, t.failures),
+            (TrialState::Pending, 1, 1, 0)
+        );
         assert!(t.error.contains("expired"), "{}", t.error);
-        let new = lease_ref(&store.lease(b.id, 1, 2000).unwrap()[0]);
+        let new = lease_ref(&store.lease(b.id, 1, 2000).unwrap()[0], b.id);
         assert_eq!(new.index, 0);
 
         // The presumed-dead worker comes back: everything it says is refused.
@@ -1022,7 +1845,7 @@ mod tests {
             Err(Error::StaleLease { .. })
         ));
         assert!(matches!(
-            store.fail(&old, "x"),
+            store.fail(&old, FailKind::Error, "x", 0),
             Err(Error::StaleLease { .. })
         ));
         let hb = store.heartbeat(a.id, &[old], 2100).unwrap();
@@ -1033,22 +1856,232 @@ mod tests {
         assert_eq!(store.sweep(sweep.id).unwrap().dataset_fingerprint, "");
 
         // The new lease still works.
-        store.report_epoch(&new, &epoch(1, 1.0)).unwrap();
-        store.complete(&new, &completed("fp")).unwrap();
+        finish(&store, &new, "fp");
         let epochs = store.epochs((sweep.id, 0)).unwrap();
-        assert_eq!(epochs.len(), 1);
-        assert_eq!(epochs[0].train_loss, 1.0);
+        assert_eq!(epochs.len(), 2);
+        assert_eq!(epochs[1].train_loss, 1.0);
+    }
+
+    #[test]
+    fn another_workers_calls_are_refused_and_change_nothing() {
+        let dir = TempDir::new("owner");
+        let store = open(&dir);
+        let sweep = submit(&store);
+        let a = store.register("a", "cpu", 1, 0).unwrap();
+        let b = store.register("b", "cpu", 1, 0).unwrap();
+        let mine = lease_ref(&store.lease(a.id, 1, 0).unwrap()[0], a.id);
+        store.report_epoch(&mine, &epoch(1, 3.0)).unwrap();
+        let before = store.trial((sweep.id, 0)).unwrap();
+        // B knows A's lease id (say it was leaked): still refused.
+        let forged = LeaseRef {
+            worker_id: b.id,
+            ..mine
+        };
+        let refused = |r: Result<_, Error>| matches!(r, Err(Error::NotLeaseHolder { .. }));
+        assert!(refused(store.heartbeat(b.id, &[mine], 900).map(|_| ())));
+        assert!(refused(store.heartbeat(b.id, &[forged], 900).map(|_| ())));
+        assert!(refused(store.report_epoch(&forged, &epoch(2, 1.0))));
+        assert!(refused(
+            store.complete(&forged, &completed("forged")).map(|_| ())
+        ));
+        assert!(refused(
+            store.fail(&forged, FailKind::Error, "x", 0).map(|_| ())
+        ));
+        // A worker that does not say who it is (worker id 0) is nobody's.
+        let anonymous = LeaseRef {
+            worker_id: 0,
+            ..mine
+        };
+        assert!(refused(store.report_epoch(&anonymous, &epoch(2, 1.0))));
+        assert_eq!(store.trial((sweep.id, 0)).unwrap(), before);
+        assert_eq!(store.epochs((sweep.id, 0)).unwrap().len(), 1);
+        // B's heartbeat did not renew A's lease: it expires on A's deadline.
+        assert_eq!(store.expire(1001).unwrap(), 1);
+        // And once finished by A, B cannot replay the completion either.
+        let mine = lease_ref(&store.lease(a.id, 1, 1001).unwrap()[0], a.id);
+        finish(&store, &mine, "fp");
+        let forged = LeaseRef {
+            worker_id: b.id,
+            ..mine
+        };
+        assert!(refused(
+            store.complete(&forged, &completed("fp")).map(|_| ())
+        ));
+    }
+
+    #[test]
+    fn leases_are_capped_at_the_workers_free_slots() {
+        let dir = TempDir::new("slots");
+        let store = open(&dir);
+        submit(&store);
+        let w = store.register("w", "cpu", 2, 0).unwrap();
+        let first = store.lease(w.id, 64, 0).unwrap();
+        assert_eq!(first.len(), 2);
+        assert!(store.lease(w.id, 64, 0).unwrap().is_empty());
+        store
+            .fail(&lease_ref(&first[0], w.id), FailKind::HandBack, "x", 0)
+            .unwrap();
+        assert_eq!(store.lease(w.id, 64, 0).unwrap().len(), 1);
+        assert!(store.lease(w.id, 64, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn register_refuses_absurd_names_and_slots() {
+        let dir = TempDir::new("register");
+        let store = open(&dir);
+        let long = "x".repeat(MAX_WORKER_TEXT + 1);
+        assert_eq!(
+            bad_request(store.register(&long, "cpu", 1, 0)),
+            "name: 257 bytes, the limit is 256"
+        );
+        assert_eq!(
+            bad_request(store.register("w", &long, 1, 0)),
+            "device: 257 bytes, the limit is 256"
+        );
+        assert_eq!(
+            bad_request(store.register("w", "cpu", 0, 0)),
+            "slots: 0, must be 1 to 1024"
+        );
+        assert_eq!(
+            bad_request(store.register("w", "cpu", 1025, 0)),
+            "slots: 1025, must be 1 to 1024"
+        );
+        store.register(&long[..256], "cpu", 1024, 0).unwrap();
+    }
+
+    #[test]
+    fn epoch_reports_are_checked_before_anything_is_stored() {
+        let dir = TempDir::new("reports");
+        let store = open(&dir);
+        let sweep = submit(&store);
+        let w = store.register("w", "cpu", 1, 0).unwrap();
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        let layer = |dead: Option<f64>| LayerDiagnostics {
+            layer: "linear1".into(),
+            dead_fraction: dead,
+            ..LayerDiagnostics::default()
+        };
+        let with = |f: &dyn Fn(&mut EpochReport)| {
+            let mut r = epoch(1, 1.0);
+            f(&mut r);
+            r
+        };
+        let cases: Vec<(EpochReport, &str)> = vec![
+            (epoch(0, 1.0), "epoch: 0, expected 1"),
+            (epoch(2, 1.0), "epoch: 2, expected 1"),
+            (epoch(1_000_000, 1.0), "epoch: 1000000, expected 1"),
+            (epoch(1, f64::NAN), "train_loss: NaN is not in"),
+            (epoch(1, f64::INFINITY), "train_loss: inf is not in"),
+            (epoch(1, -1.0), "train_loss: -1 is not in"),
+            (
+                with(&|r| r.test_accuracy = 7.5),
+                "test_accuracy: 7.5 is not in [0, 1]",
+            ),
+            (with(&|r| r.val_accuracy = f64::NAN), "val_accuracy: NaN"),
+            (with(&|r| r.train_accuracy = -0.1), "train_accuracy: -0.1"),
+            (with(&|r| r.val_loss = -2.0), "val_loss: -2 is negative"),
+            (with(&|r| r.penalty = -1.0), "penalty: -1 is negative"),
+            (with(&|r| r.seconds = f64::NAN), "seconds: NaN"),
+            (
+                with(&|r| r.layers = vec![layer(None); 3]),
+                "layers: 3 layer diagnostics, the trial's net has 2 Linear layers",
+            ),
+            (
+                with(&|r| r.layers = vec![layer(Some(1.5)), layer(None)]),
+                "layers[0].dead_fraction: 1.5 is not in [0, 1]",
+            ),
+            (
+                with(&|r| {
+                    r.layers = vec![layer(None), layer(None)];
+                    r.layers[1].grad_norm = -1.0;
+                }),
+                "layers[1].grad_norm: -1 is negative",
+            ),
+        ];
+        for (report, expected) in cases {
+            let message = bad_request(store.report_epoch(&l, &report));
+            assert!(message.starts_with(expected), "{message} ≠ {expected}…");
+        }
+        assert!(store.epochs((sweep.id, 0)).unwrap().is_empty());
+
+        // A blown-up last step leaves the evaluation losses and the statistics NaN:
+        // storable (the next epoch diverges).
+        let first = with(&|r| {
+            r.val_loss = f64::NAN;
+            r.test_loss = f64::INFINITY;
+            r.layers = vec![layer(Some(0.25)), layer(None)];
+            r.layers[0].weight_mean = f64::NAN;
+        });
+        store.report_epoch(&l, &first).unwrap();
+        // An exact repeat (a retry after UNAVAILABLE) is a no-op; a different one is not.
+        store.report_epoch(&l, &first).unwrap();
+        let message = bad_request(store.report_epoch(&l, &epoch(1, 0.5)));
+        assert!(message.contains("already stored"), "{message}");
+        store.report_epoch(&l, &epoch(2, 0.5)).unwrap();
+        let message = bad_request(store.report_epoch(&l, &epoch(3, 0.5)));
+        assert!(
+            message.starts_with("epoch: 3, but the trial has 2 epochs"),
+            "{message}"
+        );
+        assert_eq!(store.epochs((sweep.id, 0)).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn completions_must_match_the_stored_epochs() {
+        let dir = TempDir::new("outcomes");
+        let store = open(&dir);
+        let sweep = submit(&store);
+        let w = store.register("w", "cpu", 1, 0).unwrap();
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        store.report_epoch(&l, &epoch(1, 1.0)).unwrap();
+        let no_outcome = TrialResult {
+            epochs: 1,
+            ..TrialResult::default()
+        };
+        assert!(
+            bad_request(store.complete(&l, &no_outcome)).starts_with("result.outcome: missing")
+        );
+        // Completed with 1 of 2 epochs stored.
+        assert!(bad_request(store.complete(&l, &completed("fp"))).contains("1 are stored"));
+        // Diverged in epoch 1, but epoch 1 is stored; in epoch 3 of 2.
+        assert!(bad_request(store.complete(&l, &diverged(1))).contains("expected 0"));
+        assert!(bad_request(store.complete(&l, &diverged(3))).contains("epochs 1 to 2"));
+        let mut wrong = diverged(2);
+        wrong.epochs = 5;
+        assert!(bad_request(store.complete(&l, &wrong)).contains("after 5 epochs"));
+        store.report_epoch(&l, &epoch(2, 1.0)).unwrap();
+        let mut wrong = completed("fp");
+        wrong.epochs = 3;
+        assert!(bad_request(store.complete(&l, &wrong)).contains("after 3 epochs"));
+        let mut nan = completed("fp");
+        nan.gradcheck = Some(GradCheck {
+            layers: vec![LayerGradCheck {
+                max_rel_error: f64::NAN,
+                ..LayerGradCheck::default()
+            }],
+            ..GradCheck::default()
+        });
+        assert!(
+            bad_request(store.complete(&l, &nan))
+                .starts_with("result.gradcheck.layers[0].max_rel_error: NaN is not finite")
+        );
+        let t = store.trial((sweep.id, 0)).unwrap();
+        assert_eq!(t.state(), TrialState::Leased);
+        assert_eq!(
+            store.complete(&l, &completed("fp")).unwrap(),
+            TrialState::Succeeded
+        );
     }
 
     #[test]
     fn cancel_revokes_leases() {
         let dir = TempDir::new("cancel");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let sweep = submit(&store);
-        let w = store.register("w", "cpu", 1, 0).unwrap();
-        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
-        let done = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
-        store.complete(&done, &completed("")).unwrap();
+        let w = store.register("w", "cpu", 2, 0).unwrap();
+        let l = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        let done = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+        finish(&store, &done, "");
         let s = store.cancel(sweep.id).unwrap();
         assert_eq!(s.state(), SweepState::Cancelled);
         let counts = s.counts.unwrap();
@@ -1063,35 +2096,36 @@ mod tests {
     }
 
     #[test]
-    fn reopen_keeps_everything_and_requeues_expired_leases() {
+    fn reopen_keeps_everything_and_gives_leases_a_fresh_deadline() {
         let dir = TempDir::new("reopen");
         let (sweep, w, leased, finished) = {
-            let store = Store::open(&dir.0, POLICY).unwrap();
+            let store = open(&dir);
             let sweep = submit(&store);
-            let w = store.register("w", "cpu", 1, 0).unwrap();
-            let finished = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
-            store.report_epoch(&finished, &epoch(1, 1.5)).unwrap();
-            store.complete(&finished, &completed("fp")).unwrap();
-            let leased = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0]);
+            let w = store.register("w", "cpu", 4, 0).unwrap();
+            let finished = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+            finish(&store, &finished, "fp");
+            let leased = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
             store.flush_blocking().unwrap();
             (sweep, w, leased, finished)
         };
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        // Reopened long after the lease's deadline (1000): the outage costs nothing.
+        let store = Store::open_at(&dir.0, POLICY, 50_000).unwrap();
         let s = store.sweep(sweep.id).unwrap();
         let counts = s.counts.unwrap();
         assert_eq!((counts.succeeded, counts.leased, counts.pending), (1, 1, 2));
         assert_eq!(s.dataset_fingerprint, "fp");
-        assert_eq!(store.epochs((sweep.id, finished.index)).unwrap().len(), 1);
+        assert_eq!(store.epochs((sweep.id, finished.index)).unwrap().len(), 2);
         assert_eq!(store.worker(w.id).unwrap().name, "w");
-        // The lease is still valid until its deadline…
-        assert_eq!(store.expire(500).unwrap(), 0);
+        let t = store.trial((sweep.id, leased.index)).unwrap();
+        assert_eq!(t.lease_deadline_unix_ms, 51_000);
+        assert_eq!(store.expire(50_500).unwrap(), 0);
         store.report_epoch(&leased, &epoch(1, 2.0)).unwrap();
-        // A lease id carries the database's incarnation, which a reopen keeps.
-        assert_eq!(leased.lease_id >> 40, store.incarnation);
-        assert!(store.incarnation >= 1);
-        // …then it is requeued, and leased again after the other pending ones' turn.
-        assert_eq!(store.expire(1001).unwrap(), 1);
-        let next = store.lease(w.id, 10, 1001).unwrap();
+        // …then, if its worker never comes back, it is requeued as lost (not failed),
+        // in its place in the lease order.
+        assert_eq!(store.expire(51_001).unwrap(), 1);
+        let t = store.trial((sweep.id, leased.index)).unwrap();
+        assert_eq!((t.failures, t.lost), (0, 1));
+        let next = store.lease(w.id, 10, 51_001).unwrap();
         let indices: Vec<u32> = next.iter().map(|l| l.index).collect();
         assert_eq!(indices, [1, 2, 3]);
         assert!(next.iter().all(|l| l.lease_id != leased.lease_id));
@@ -1099,10 +2133,85 @@ mod tests {
         assert_eq!(next[0].dataset_fingerprint, "fp");
     }
 
+    #[test]
+    fn records_from_before_failures_and_history_still_open() {
+        // A database written before trials had `failures`, `lost` and `history`: the
+        // same fields 1–13, nothing in 14–16.
+        let dir = TempDir::new("old");
+        {
+            let db = sled::open(&dir.0).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &1u32.to_be_bytes())
+                .unwrap();
+            let sweep = Sweep {
+                id: 5,
+                name: "old".into(),
+                spec_toml: SPEC.into(),
+                state: SweepState::Running as i32,
+                trial_count: 2,
+                ..Sweep::default()
+            };
+            db.open_tree("sweeps")
+                .unwrap()
+                .insert(5u64.to_be_bytes(), sweep.encode_to_vec())
+                .unwrap();
+            let trials = db.open_tree("trials").unwrap();
+            let spec = SweepSpec::from_toml_str(SPEC).unwrap();
+            let expanded = spec.expand(100).unwrap();
+            for (i, state) in [(0u32, TrialState::Leased), (1, TrialState::Failed)] {
+                let t = Trial {
+                    sweep_id: 5,
+                    index: i,
+                    key: expanded[i as usize].key.clone(),
+                    config_toml: expanded[i as usize].toml.clone(),
+                    state: state as i32,
+                    attempt: 2,
+                    worker_id: 77,
+                    lease_id: 0x1234,
+                    lease_deadline_unix_ms: 10,
+                    error: "old error".into(),
+                    ..Trial::default()
+                };
+                let bytes = t.encode_to_vec();
+                // Fields 14–16 are absent from the encoding.
+                assert_eq!(bytes, {
+                    let mut old = t.clone();
+                    old.history.clear();
+                    old.encode_to_vec()
+                });
+                trials.insert(trial_key((5, i)), bytes).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = Store::open_at(&dir.0, POLICY, 100).unwrap();
+        let t = store.trial((5, 0)).unwrap();
+        assert_eq!((t.failures, t.lost, t.history.len()), (0, 0, 0));
+        assert_eq!(t.lease_deadline_unix_ms, 1100);
+        assert_eq!(store.expire(1101).unwrap(), 1);
+        let t = store.trial((5, 0)).unwrap();
+        assert_eq!((t.state(), t.attempt, t.lost), (TrialState::Pending, 3, 1));
+        let (_, n) = store.retry(5, false, 0).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(store.trial((5, 1)).unwrap().state(), TrialState::Pending);
+    }
+
+    #[test]
+    fn a_second_open_names_the_lock_holder() {
+        let dir = TempDir::new("locked");
+        let _first = open(&dir);
+        let e = Store::open(&dir.0, POLICY).err().unwrap();
+        assert!(matches!(e, Error::Locked(_)), "{e:?}");
+        let line = e.to_string();
+        assert!(line.contains("another coordinator holds it"), "{line}");
+        assert!(line.contains(&dir.0.display().to_string()), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_flushes_all_return() {
         let dir = TempDir::new("flush");
-        let store = Arc::new(Store::open(&dir.0, POLICY).unwrap());
+        let store = Arc::new(open(&dir));
         submit(&store);
         let flushes: Vec<_> = (0..8)
             .map(|_| {
@@ -1118,7 +2227,7 @@ mod tests {
     #[test]
     fn a_large_sweep_submits_quickly() {
         let dir = TempDir::new("large");
-        let store = Store::open(&dir.0, POLICY).unwrap();
+        let store = open(&dir);
         let text = "dataset = \"synthetic:glyphs\"\nseeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n[grid]\nbatch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nepochs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\neval_batch_size = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n";
         let start = std::time::Instant::now();
         let spec = SweepSpec::from_toml_str(text).unwrap();

@@ -27,9 +27,15 @@ impl Drop for TempDir {
 }
 
 async fn start(tag: &str, policy: LeasePolicy) -> Server {
+    start_with(tag, policy, |_| {}).await
+}
+
+/// A server on a store that `fill` prepared.
+async fn start_with(tag: &str, policy: LeasePolicy, fill: impl FnOnce(&Store)) -> Server {
     let dir = std::env::temp_dir().join(format!("gradsweep-grpc-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(Store::open(&dir, policy).unwrap());
+    fill(&store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -67,15 +73,40 @@ impl Server {
     }
 }
 
-const SPEC: &str = "name = \"grpc\"\ndataset = \"synthetic:glyphs-tiny\"\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n";
+const SPEC: &str = "name = \"grpc\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 1\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n";
 
-fn lref(l: &TrialLease) -> LeaseRef {
+fn lref(l: &TrialLease, worker: u64) -> LeaseRef {
     LeaseRef {
         sweep_id: l.sweep_id,
         index: l.index,
         lease_id: l.lease_id,
-        worker_id: 0,
+        worker_id: worker,
     }
+}
+
+async fn register(workers: &mut WorkerServiceClient<Channel>, name: &str, slots: u32) -> u64 {
+    workers
+        .register(RegisterRequest {
+            name: name.into(),
+            device: "cpu".into(),
+            slots,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .worker_id
+}
+
+async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
+    sweeps
+        .submit_sweep(SubmitSweepRequest {
+            spec_toml: spec.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
 }
 
 fn done(test_accuracy: f64) -> (EpochReport, TrialResult) {
@@ -154,17 +185,17 @@ async fn a_sweep_runs_through_the_services() {
             break;
         };
         assert!(l.config_toml.contains("synthetic:glyphs-tiny"));
-        let (report, result) = done(f64::from(l.index));
+        let (report, result) = done(f64::from(l.index) / 4.0);
         workers
             .report_epoch(ReportEpochRequest {
-                lease: Some(lref(l)),
+                lease: Some(lref(l, w.worker_id)),
                 report: Some(report),
             })
             .await
             .unwrap();
         let c = workers
             .complete(CompleteRequest {
-                lease: Some(lref(l)),
+                lease: Some(lref(l, w.worker_id)),
                 result: Some(result.clone()),
             })
             .await
@@ -174,7 +205,7 @@ async fn a_sweep_runs_through_the_services() {
         // Complete is idempotent.
         let again = workers
             .complete(CompleteRequest {
-                lease: Some(lref(l)),
+                lease: Some(lref(l, w.worker_id)),
                 result: Some(result),
             })
             .await
@@ -185,10 +216,13 @@ async fn a_sweep_runs_through_the_services() {
         let stale = workers
             .report_epoch(ReportEpochRequest {
                 lease: Some(LeaseRef {
-                    lease_id: l.lease_id + 1_000_000,
-                    ..lref(l)
+                    lease_id: l.lease_id ^ 1,
+                    ..lref(l, w.worker_id)
                 }),
-                report: Some(EpochReport::default()),
+                report: Some(EpochReport {
+                    epoch: 1,
+                    ..EpochReport::default()
+                }),
             })
             .await
             .unwrap_err();
@@ -215,7 +249,7 @@ async fn a_sweep_runs_through_the_services() {
         .unwrap()
         .into_inner();
     assert_eq!(trial.epochs.len(), 1);
-    assert_eq!(trial.epochs[0].test_accuracy, 3.0);
+    assert_eq!(trial.epochs[0].test_accuracy, 0.75);
 
     let table = sweeps
         .get_table(GetTableRequest {
@@ -229,7 +263,7 @@ async fn a_sweep_runs_through_the_services() {
         .into_inner();
     assert_eq!(table.rows.len(), 2);
     assert_eq!(table.rows[1].values, ["tanh"]);
-    assert_eq!(table.rows[1].stats[0].mean, 2.5);
+    assert_eq!(table.rows[1].stats[0].mean, 0.625);
     assert_eq!(table.rows[1].stats[0].count, 2);
 
     // Watching a finished sweep yields one event and ends.
@@ -259,7 +293,7 @@ async fn fifty_simulated_workers_drain_a_sweep() {
     let (mut sweeps, workers) = server.clients().await;
     let values: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
     let spec = format!(
-        "dataset = \"synthetic:glyphs\"\nseeds = [{}]\n[grid]\nbatch_size = [{}]\n",
+        "dataset = \"synthetic:glyphs\"\nepochs = 1\nseeds = [{}]\n[grid]\nbatch_size = [{}]\n",
         values[..20].join(", "),
         values.join(", ")
     );
@@ -323,10 +357,17 @@ async fn fifty_simulated_workers_drain_a_sweep() {
                     .unwrap()
                     .into_inner();
                 let Some(l) = r.leases.first() else { break };
-                let (_, result) = done(0.5);
+                let (report, result) = done(0.5);
+                client
+                    .report_epoch(ReportEpochRequest {
+                        lease: Some(lref(l, id)),
+                        report: Some(report),
+                    })
+                    .await
+                    .unwrap();
                 client
                     .complete(CompleteRequest {
-                        lease: Some(lref(l)),
+                        lease: Some(lref(l, id)),
                         result: Some(result),
                     })
                     .await
@@ -397,10 +438,17 @@ async fn watch_streams_progress_until_the_sweep_finishes() {
                 .into_inner();
             let Some(l) = r.leases.first() else { break };
             tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-            let (_, result) = done(0.5);
+            let (report, result) = done(0.5);
+            workers
+                .report_epoch(ReportEpochRequest {
+                    lease: Some(lref(l, w.worker_id)),
+                    report: Some(report),
+                })
+                .await
+                .unwrap();
             workers
                 .complete(CompleteRequest {
-                    lease: Some(lref(l)),
+                    lease: Some(lref(l, w.worker_id)),
                     result: Some(result),
                 })
                 .await
