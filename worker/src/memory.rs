@@ -300,7 +300,13 @@ impl Estimate {
         let sum = self
             .parts
             .iter()
-            .filter(|p| if cpu { !p.is_dataset() } else { p.place == place })
+            .filter(|p| {
+                if cpu {
+                    !p.is_dataset()
+                } else {
+                    p.place == place
+                }
+            })
             .fold(0u64, |sum, p| sum.saturating_add(p.bytes));
         if cpu || place == Place::Host {
             sum.max(self.first_draw)
@@ -328,9 +334,15 @@ impl Estimate {
         let mut parts: Vec<&Part> = self
             .parts
             .iter()
-            .filter(|p| if cpu { !p.is_dataset() } else { p.place == place })
+            .filter(|p| {
+                if cpu {
+                    !p.is_dataset()
+                } else {
+                    p.place == place
+                }
+            })
             .collect();
-        parts.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+        parts.sort_by_key(|p| std::cmp::Reverse(p.bytes));
         parts
             .iter()
             .take(3)
@@ -535,9 +547,17 @@ mod tests {
         let err = check(&e, true, &available).unwrap_err().to_string();
         assert!(!err.contains('\n'), "{err}");
         assert!(err.starts_with("the trial needs about "), "{err}");
-        assert!(err.contains("parameters 4.1 TB"), "{err}");
-        assert!(err.contains("optimizer state 8.2 TB"), "{err}");
-        assert!(err.contains("but 16.0 GB are available (MemAvailable)"), "{err}");
+        assert!(err.contains("about 95.0 TB of host memory"), "{err}");
+        assert!(
+            err.contains(
+                "(gradient check's f64 copy of the model 62.0 TB, optimizer state 8.3 TB,"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("but 16.0 GB are available (MemAvailable)"),
+            "{err}"
+        );
         // The same trial fits nowhere; a small one fits.
         let small = Estimate::new(&shapes(vec![256, 128]));
         check(&small, true, &available).unwrap();
@@ -554,7 +574,12 @@ mod tests {
         let mut s = shapes(vec![64]);
         s.eval_batch_size = 1_000_000_000;
         let e = Estimate::new(&s);
-        assert!(e.part("activations").unwrap().name.ends_with("at batch 500"));
+        assert!(
+            e.part("activations")
+                .unwrap()
+                .name
+                .ends_with("at batch 500")
+        );
     }
 
     #[test]

@@ -632,7 +632,10 @@ fn run_lease(
                 Err(s) => match s.code() {
                     Code::InvalidArgument => (
                         FailKind::Error,
-                        format!("the coordinator refused the trial's result: {}", s.message()),
+                        format!(
+                            "the coordinator refused the trial's result: {}",
+                            s.message()
+                        ),
                     ),
                     code if unreachable_now(&s) || code == Code::Internal => (
                         FailKind::HandBack,
@@ -721,7 +724,10 @@ fn train_lease(
             // A worker bug: the trial stops and fails with the coordinator's reason.
             Code::InvalidArgument => Giveback::Fail(
                 FailKind::Error,
-                format!("the coordinator refused epoch {epoch}'s report: {}", s.message()),
+                format!(
+                    "the coordinator refused epoch {epoch}'s report: {}",
+                    s.message()
+                ),
             ),
             // The lease is no longer ours (expired and re-leased, cancelled) or the
             // coordinator forgot this worker: nothing more to say about it.
@@ -764,5 +770,66 @@ fn train_lease(
         Ok(record) => Ok(record),
         Err(trial::TrialError::Stopped) => Err(Giveback::Abandoned),
         Err(e) => Err(error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let b = Backoff {
+            first: Duration::from_millis(200),
+            cap: Duration::from_secs(30),
+            give_up_after: RETRY_FOR,
+        };
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(0, 1.0), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(b.delay(3, 0.5), Duration::from_millis(1200));
+        // Capped, still jittered, and no overflow however long it goes on.
+        assert_eq!(b.delay(10, 1.0), Duration::from_secs(30));
+        assert_eq!(b.delay(u32::MAX, 0.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_link_logs_once_per_change_of_state() {
+        let mut link = Link::default();
+        let down = Status::unavailable("tcp connect error: Connection refused");
+        let full = Status::unavailable("storage: No space left on device");
+        assert_eq!(link.saw(Ok(())), None);
+        assert_eq!(
+            link.saw(Err(&down)).as_deref(),
+            Some(
+                "coordinator unreachable: unavailable (tcp connect error: Connection refused), retrying"
+            )
+        );
+        // Every further failure, whatever its message, is the same state: no line.
+        assert_eq!(link.saw(Err(&down)), None);
+        assert_eq!(link.saw(Err(&full)), None);
+        assert_eq!(
+            link.saw(Ok(())).as_deref(),
+            Some("coordinator reachable again")
+        );
+        assert_eq!(link.saw(Ok(())), None);
+        let refused = Status::failed_precondition("worker 3 holds 2 leases");
+        assert_eq!(
+            link.saw(Err(&refused)).as_deref(),
+            Some(
+                "coordinator refused to lease: failed precondition (worker 3 holds 2 leases), retrying"
+            )
+        );
+    }
+
+    #[test]
+    fn a_storage_refusal_reads_as_one() {
+        let s = Status::unavailable("storage: No space left on device (os error 28)");
+        assert_eq!(
+            status_line(&s),
+            "its storage refused the write (storage: No space left on device (os error 28))"
+        );
+        let s = Status::internal("line one\nline two");
+        assert_eq!(status_line(&s), "internal error (line one line two)");
     }
 }

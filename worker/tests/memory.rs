@@ -45,9 +45,8 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let now =
-                    CURRENT.fetch_add(new_size - layout.size(), Ordering::SeqCst) + new_size
-                        - layout.size();
+                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::SeqCst) + new_size
+                    - layout.size();
                 PEAK.fetch_max(now, Ordering::SeqCst);
             } else {
                 CURRENT.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
@@ -156,7 +155,7 @@ fn the_estimate_matches_what_the_model_and_a_trial_allocate() {
             peak <= itemised + SCRATCH,
             "{case}: the trial peaked at {peak} bytes, above the estimate's {itemised}"
         );
-        assert!(SCRATCH <= gradsweep_worker::memory::RESERVE_BYTES);
+        const { assert!(SCRATCH <= gradsweep_worker::memory::RESERVE_BYTES) };
         assert!(
             itemised <= peak + peak / 4 + (1 << 20),
             "{case}: the estimate ({itemised} bytes) is far above the trial's peak ({peak})"

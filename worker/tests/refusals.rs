@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gradsweep-refusals-{test}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("gradsweep-refusals-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
