@@ -7,6 +7,7 @@
 //! - [`device`]: `--device auto|cpu|cuda:N`, probed at run time.
 //! - [`init`]: PyTorch's weight initialisation schemes.
 //! - [`model`]: the MLP on any [`gradsweep_kernels::Backend`]: forward, backward.
+//! - [`memory`]: a trial's memory estimate, checked against what the worker has.
 //! - [`train`]: the training loop, evaluation and per-layer diagnostics.
 //! - [`bench`]: training throughput on CIFAR-shaped data, beside the PyTorch anchor.
 //! - [`check`]: the gradient check of a trained model, in f64.
@@ -22,6 +23,7 @@ pub use gradsweep_spec::trial as config;
 pub mod data;
 pub mod device;
 pub mod init;
+pub mod memory;
 pub mod model;
 pub mod report;
 pub mod serve;

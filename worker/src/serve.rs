@@ -11,17 +11,30 @@
 //! a dataset whose fingerprint differs from the one the sweep's trials trained on is
 //! refused with `Fail`, never trained on.
 //!
-//! A call that finds the coordinator unreachable (restarting) is retried for up to
-//! [`RETRY_FOR`]. When `shutdown` resolves, no new trial is leased, every held lease is
-//! handed back with `Fail`, and [`serve`] returns; the caller exits the process, which
-//! ends any training still running.
+//! Every call about a trial names the lease and this worker's id ([`LeaseRef`]). A
+//! trial that cannot run here is given back with `Fail` and a [`FailKind`]: a dataset
+//! whose fingerprint differs is `DATASET_MISMATCH`, a shutdown `HAND_BACK`, anything
+//! wrong with the trial itself (its config, its data, splits that cannot train it, more
+//! memory than the worker has — [`crate::memory`]) `ERROR`, with the one-line reason.
+//!
+//! A call that finds the coordinator unreachable, or its storage refusing the write
+//! (`UNAVAILABLE`, `storage: …`), is retried with exponential backoff and jitter
+//! ([`Backoff`]) for a bounded time; a report or result that still cannot be delivered
+//! then gives the trial back (`Fail`, `HAND_BACK`; if that fails too, the lease expires,
+//! which costs the trial no attempt). A report the coordinator refuses as
+//! `INVALID_ARGUMENT` stops the trial and fails it (`ERROR`) with the coordinator's
+//! reason. The lease loop backs off the same way and logs once per change of state
+//! (`coordinator unreachable: …, retrying`, `coordinator reachable again`). When
+//! `shutdown` resolves, no new trial is leased, every held lease is handed back with
+//! `Fail`, and [`serve`] returns; the caller exits the process, which ends any training
+//! still running.
 
 use crate::config::TrialConfig;
 use crate::data::Dataset;
 use crate::device::{self, DeviceError};
 use crate::train::Event;
 use crate::trial::{self, TrialRecord};
-use crate::{wire, with_backend};
+use crate::{memory, wire, with_backend};
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
     CompleteRequest, FailKind, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest,
@@ -38,6 +51,113 @@ use tonic::{Code, Status};
 /// How long a call is retried while the coordinator is unreachable.
 pub const RETRY_FOR: Duration = Duration::from_secs(120);
 
+/// How calls are retried while the coordinator is unreachable or its storage refuses
+/// writes: waits that double from `first` up to `cap`, each drawn between half and
+/// all of that (jitter, so that many workers do not call back in step), for at most
+/// `give_up_after` per call (the lease loop never gives up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// The first wait.
+    pub first: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+    /// How long one call about a trial is retried before the trial is given back.
+    pub give_up_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            first: Duration::from_millis(200),
+            cap: Duration::from_secs(30),
+            give_up_after: RETRY_FOR,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before retry `retry` (0-based), with `jitter` in [0, 1): between half
+    /// and all of `first · 2^retry`, at most `cap`.
+    pub fn delay(&self, retry: u32, jitter: f64) -> Duration {
+        let full = self
+            .first
+            .saturating_mul(1u32 << retry.min(20))
+            .min(self.cap);
+        full.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    fn sleep(&self, retry: u32) -> Duration {
+        self.delay(retry, rand::random::<f64>())
+    }
+}
+
+/// Whether the coordinator can be reached and takes the worker's calls, as the lease
+/// loop last saw it; [`Link::saw`] returns a line to log only when that changes.
+#[derive(Debug, Default)]
+pub struct Link {
+    state: LinkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    #[default]
+    Up,
+    Unreachable,
+    Refusing,
+}
+
+impl Link {
+    /// Records the outcome of a call; returns the line to log when the state changed.
+    pub fn saw(&mut self, outcome: Result<(), &Status>) -> Option<String> {
+        let (state, line) = match outcome {
+            Ok(()) => (LinkState::Up, "coordinator reachable again".to_owned()),
+            Err(s) if unreachable_now(s) => (
+                LinkState::Unreachable,
+                format!("coordinator unreachable: {}, retrying", status_line(s)),
+            ),
+            Err(s) => (
+                LinkState::Refusing,
+                format!("coordinator refused to lease: {}, retrying", status_line(s)),
+            ),
+        };
+        let changed = state != self.state;
+        self.state = state;
+        changed.then_some(line)
+    }
+}
+
+/// A status as one line for a person: its code and message, never tonic's Debug.
+pub fn status_line(s: &Status) -> String {
+    let message = s.message().replace('\n', " ");
+    let message = if message.is_empty() {
+        "no message".to_owned()
+    } else {
+        message
+    };
+    match s.code() {
+        Code::Unavailable if message.starts_with("storage:") => {
+            format!("its storage refused the write ({message})")
+        }
+        code => format!("{} ({message})", code_name(code)),
+    }
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Unavailable => "unavailable",
+        Code::Unknown => "unknown error",
+        Code::Cancelled => "cancelled",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::InvalidArgument => "invalid argument",
+        Code::FailedPrecondition => "failed precondition",
+        Code::NotFound => "not found",
+        Code::Internal => "internal error",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::Unimplemented => "not implemented",
+        _ => "error",
+    }
+}
+
 /// `worker serve`'s options.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -51,6 +171,8 @@ pub struct ServeOptions {
     pub name: String,
     /// CPU threads in all (shared by the slots); `None`: every core.
     pub threads: Option<usize>,
+    /// How calls are retried while the coordinator is unreachable.
+    pub backoff: Backoff,
 }
 
 /// Why the lease loop could not run.
@@ -102,13 +224,25 @@ struct Shared {
     stopping: AtomicBool,
     data: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
     handle: tokio::runtime::Handle,
+    backoff: Backoff,
+    link: Mutex<Link>,
 }
 
+/// The coordinator could not be reached, or could not store the call (`UNAVAILABLE`):
+/// worth trying again.
 fn unreachable_now(status: &Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
     )
+}
+
+/// Why a leased trial ends without `Complete`.
+enum Giveback {
+    /// The lease is gone (revoked, stale) or the worker is stopping: say nothing.
+    Abandoned,
+    /// Give it back with `Fail` of this kind and reason.
+    Fail(FailKind, String),
 }
 
 impl Shared {
@@ -119,19 +253,48 @@ impl Shared {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
+        let mut retry = 0;
         loop {
             match self.handle.block_on(f(self.client.clone())) {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s)
                     if unreachable_now(&s)
-                        && started.elapsed() < RETRY_FOR
+                        && started.elapsed() < self.backoff.give_up_after
                         && !self.stopping.load(Ordering::SeqCst)
                         && !abandon.is_some_and(|a| a.load(Ordering::SeqCst)) =>
                 {
-                    std::thread::sleep(Duration::from_millis(200));
+                    let left = self.backoff.give_up_after.saturating_sub(started.elapsed());
+                    std::thread::sleep(self.backoff.sleep(retry).min(left));
+                    retry += 1;
                 }
                 Err(s) => return Err(s),
             }
+        }
+    }
+
+    /// Logs `line` as this worker.
+    fn log(&self, line: &str) {
+        eprintln!("worker {}: {line}", self.name);
+    }
+
+    /// Gives a trial back with `Fail`; logs when even that cannot be delivered (the
+    /// lease then expires, which costs the trial no attempt).
+    fn fail(&self, lease: &TrialLease, lease_ref: LeaseRef, kind: FailKind, error: String) {
+        let sent = self.call(None, |mut c| {
+            let request = FailRequest {
+                lease: Some(lease_ref),
+                error: error.clone(),
+                kind: kind as i32,
+            };
+            async move { c.fail(request).await }
+        });
+        if let Err(s) = sent {
+            self.log(&format!(
+                "giving trial {} of sweep {} back failed: {}; its lease will expire",
+                lease.index,
+                lease.sweep_id,
+                status_line(&s)
+            ));
         }
     }
 
@@ -195,6 +358,7 @@ pub async fn serve(
         .connect_lazy();
     let mut client = WorkerServiceClient::new(channel);
     let started = Instant::now();
+    let mut retry = 0;
     let registered = loop {
         let request = RegisterRequest {
             name: options.name.clone(),
@@ -203,8 +367,9 @@ pub async fn serve(
         };
         match client.register(request).await {
             Ok(r) => break r.into_inner(),
-            Err(s) if unreachable_now(&s) && started.elapsed() < RETRY_FOR => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(s) if unreachable_now(&s) && started.elapsed() < options.backoff.give_up_after => {
+                tokio::time::sleep(options.backoff.sleep(retry)).await;
+                retry += 1;
             }
             Err(s) => return Err(rpc(s)),
         }
@@ -227,6 +392,8 @@ pub async fn serve(
         stopping: AtomicBool::new(false),
         data: Mutex::new(HashMap::new()),
         handle: tokio::runtime::Handle::current(),
+        backoff: options.backoff,
+        link: Mutex::new(Link::default()),
     });
 
     let total_threads = options
@@ -283,8 +450,11 @@ pub async fn serve(
         };
         if let Err(s) = client.fail(request).await {
             eprintln!(
-                "worker {}: handing back trial {} of sweep {} failed: {s}",
-                options.name, lease.index, lease.sweep_id
+                "worker {}: handing back trial {} of sweep {} failed: {}",
+                options.name,
+                lease.index,
+                lease.sweep_id,
+                status_line(&s)
             );
         }
     }
@@ -374,26 +544,42 @@ fn slot_loop(
         }
     };
     let _ = ready.send(Ok(device.name()));
+    let mut retry = 0;
     while !shared.stopping.load(Ordering::SeqCst) {
         let worker_id = shared.worker_id.load(Ordering::SeqCst);
-        let answer = shared.call(None, |mut c| async move {
-            c.lease(LeaseRequest {
-                worker_id,
-                max_trials: 1,
-            })
-            .await
+        let answer = shared.handle.block_on(async {
+            shared
+                .client
+                .clone()
+                .lease(LeaseRequest {
+                    worker_id,
+                    max_trials: 1,
+                })
+                .await
         });
+        let seen = match &answer {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == Code::NotFound => Ok(()),
+            Err(s) => Err(s),
+        };
+        if let Some(line) = shared.link.lock().expect("link state lock").saw(seen) {
+            shared.log(&line);
+        }
         match answer {
-            Ok(answer) => match answer.leases.into_iter().next() {
-                Some(lease) => run_lease(shared, &device, &pool, lease),
-                None => {
-                    std::thread::sleep(Duration::from_millis(answer.retry_after_ms.clamp(10, 1000)))
+            Ok(answer) => {
+                retry = 0;
+                let answer = answer.into_inner();
+                match answer.leases.into_iter().next() {
+                    Some(lease) => run_lease(shared, &device, &pool, lease),
+                    None => std::thread::sleep(Duration::from_millis(
+                        answer.retry_after_ms.clamp(10, 1000),
+                    )),
                 }
-            },
+            }
             Err(s) if s.code() == Code::NotFound => shared.reregister(worker_id),
-            Err(s) => {
-                eprintln!("worker {}: lease failed: {s}", shared.name);
-                std::thread::sleep(Duration::from_secs(1));
+            Err(_) => {
+                std::thread::sleep(shared.backoff.sleep(retry));
+                retry = retry.saturating_add(1);
             }
         }
     }
@@ -411,7 +597,7 @@ fn run_lease(
         sweep_id: lease.sweep_id,
         index: lease.index,
         lease_id: lease.lease_id,
-        worker_id: 0,
+        worker_id: shared.worker_id.load(Ordering::SeqCst),
     };
     let abandon = Arc::new(AtomicBool::new(false));
     shared
@@ -425,48 +611,70 @@ fn run_lease(
         .lock()
         .expect("active leases lock")
         .remove(&lease.lease_id);
-    if abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst) {
+    if shared.stopping.load(Ordering::SeqCst) {
         return;
     }
-    let answer = match trained {
+    let (kind, error) = match trained {
         Ok(record) => {
+            if abandon.load(Ordering::SeqCst) {
+                return;
+            }
             let result = wire::result(&record, &shared.name);
-            shared
-                .call(None, |mut c| {
-                    let request = CompleteRequest {
-                        lease: Some(lease_ref),
-                        result: Some(result.clone()),
-                    };
-                    async move { c.complete(request).await }
-                })
-                .map(|_| ())
+            let done = shared.call(None, |mut c| {
+                let request = CompleteRequest {
+                    lease: Some(lease_ref),
+                    result: Some(result.clone()),
+                };
+                async move { c.complete(request).await }
+            });
+            match done {
+                Ok(_) => return,
+                Err(s) => match s.code() {
+                    Code::InvalidArgument => (
+                        FailKind::Error,
+                        format!(
+                            "the coordinator refused the trial's result: {}",
+                            s.message()
+                        ),
+                    ),
+                    code if unreachable_now(&s) || code == Code::Internal => (
+                        FailKind::HandBack,
+                        format!(
+                            "the trial's result could not be delivered within {}s: {}; given back",
+                            shared.backoff.give_up_after.as_secs(),
+                            status_line(&s)
+                        ),
+                    ),
+                    _ => {
+                        shared.log(&format!(
+                            "finishing trial {} of sweep {} was refused: {}",
+                            lease.index,
+                            lease.sweep_id,
+                            status_line(&s)
+                        ));
+                        return;
+                    }
+                },
+            }
         }
-        Err(error) => {
-            eprintln!(
-                "worker {}: trial {} of sweep {} failed: {error}",
-                shared.name, lease.index, lease.sweep_id
-            );
-            shared
-                .call(None, |mut c| {
-                    let request = FailRequest {
-                        lease: Some(lease_ref),
-                        error: error.clone(),
-                        kind: FailKind::Error as i32,
-                    };
-                    async move { c.fail(request).await }
-                })
-                .map(|_| ())
-        }
+        Err(Giveback::Abandoned) => return,
+        Err(Giveback::Fail(kind, error)) => (kind, error),
     };
-    if let Err(s) = answer {
-        eprintln!(
-            "worker {}: finishing trial {} of sweep {} was refused: {s}",
-            shared.name, lease.index, lease.sweep_id
-        );
-    }
+    shared.log(&format!(
+        "trial {} of sweep {} {}: {error}",
+        lease.index,
+        lease.sweep_id,
+        match kind {
+            FailKind::DatasetMismatch => "refused",
+            FailKind::HandBack => "given back",
+            _ => "failed",
+        }
+    ));
+    shared.fail(&lease, lease_ref, kind, error);
 }
 
-/// Parses, loads and trains; reports each epoch as it ends.
+/// Parses, loads, checks and trains; reports each epoch as it ends. `Err` says how
+/// the trial ends instead of `Complete`.
 fn train_lease(
     shared: &Shared,
     device: &device::Device,
@@ -474,21 +682,32 @@ fn train_lease(
     lease: &TrialLease,
     lease_ref: LeaseRef,
     abandon: &AtomicBool,
-) -> Result<TrialRecord, String> {
+) -> Result<TrialRecord, Giveback> {
+    let error = |e: String| Giveback::Fail(FailKind::Error, e);
     let config = TrialConfig::from_toml_str(&lease.config_toml)
-        .map_err(|e| format!("the trial's config is refused: {e}"))?;
-    let data = shared.dataset(&config)?;
+        .map_err(|e| error(format!("the trial's config is refused: {e}")))?;
+    let data = shared.dataset(&config).map_err(error)?;
     if !lease.dataset_fingerprint.is_empty() && lease.dataset_fingerprint != data.fingerprint {
-        return Err(format!(
-            "dataset {} here has fingerprint {}, but the sweep's trials trained on {}; refusing to train on other data",
-            config.dataset, data.fingerprint, lease.dataset_fingerprint
+        return Err(Giveback::Fail(
+            FailKind::DatasetMismatch,
+            format!(
+                "dataset {} here has fingerprint {}, but the sweep's trials trained on {}; refusing to train on other data",
+                config.dataset, data.fingerprint, lease.dataset_fingerprint
+            ),
         ));
     }
+    // Before any buffer is allocated: splits that cannot train the trial, and more
+    // memory than this worker has.
+    trial::check_splits(&config, &data).map_err(|e| error(e.to_string()))?;
+    memory::check_trial(&config, &data, device).map_err(|e| error(e.to_string()))?;
+    // Why reporting stopped the trial, when it did.
+    let mut refused: Option<Giveback> = None;
     let mut on_event = |event: Event<'_>| {
         let Event::Epoch(report) = event else { return };
         if abandon.load(Ordering::SeqCst) {
             return;
         }
+        let epoch = report.epoch;
         let report = wire::epoch(report);
         let sent = shared.call(Some(abandon), |mut c| {
             let request = ReportEpochRequest {
@@ -497,16 +716,45 @@ fn train_lease(
             };
             async move { c.report_epoch(request).await }
         });
-        if let Err(s) = sent {
-            eprintln!(
-                "worker {}: trial {} of sweep {} abandoned: {s}",
-                shared.name, lease.index, lease.sweep_id
-            );
-            abandon.store(true, Ordering::SeqCst);
+        let Err(s) = sent else { return };
+        if abandon.load(Ordering::SeqCst) {
+            return;
         }
+        refused = Some(match s.code() {
+            // A worker bug: the trial stops and fails with the coordinator's reason.
+            Code::InvalidArgument => Giveback::Fail(
+                FailKind::Error,
+                format!(
+                    "the coordinator refused epoch {epoch}'s report: {}",
+                    s.message()
+                ),
+            ),
+            // The lease is no longer ours (expired and re-leased, cancelled) or the
+            // coordinator forgot this worker: nothing more to say about it.
+            Code::FailedPrecondition | Code::NotFound => {
+                shared.log(&format!(
+                    "trial {} of sweep {} abandoned: {}",
+                    lease.index,
+                    lease.sweep_id,
+                    status_line(&s)
+                ));
+                Giveback::Abandoned
+            }
+            // Unreachable, or its storage refused the write, for longer than the
+            // backoff allows.
+            _ => Giveback::Fail(
+                FailKind::HandBack,
+                format!(
+                    "epoch {epoch}'s report could not be delivered within {}s: {}; given back",
+                    shared.backoff.give_up_after.as_secs(),
+                    status_line(&s)
+                ),
+            ),
+        });
+        abandon.store(true, Ordering::SeqCst);
     };
     let stop = || abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
-    pool.install(|| {
+    let trained = pool.install(|| {
         with_backend!(device, |b| trial::run_until(
             b,
             &config,
@@ -514,6 +762,74 @@ fn train_lease(
             &mut on_event,
             &stop
         ))
-    })
-    .map_err(|e| e.to_string())
+    });
+    if let Some(giveback) = refused {
+        return Err(giveback);
+    }
+    match trained {
+        Ok(record) => Ok(record),
+        Err(trial::TrialError::Stopped) => Err(Giveback::Abandoned),
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let b = Backoff {
+            first: Duration::from_millis(200),
+            cap: Duration::from_secs(30),
+            give_up_after: RETRY_FOR,
+        };
+        assert_eq!(b.delay(0, 0.0), Duration::from_millis(100));
+        assert_eq!(b.delay(0, 1.0), Duration::from_millis(200));
+        assert_eq!(b.delay(3, 1.0), Duration::from_millis(1600));
+        assert_eq!(b.delay(3, 0.5), Duration::from_millis(1200));
+        // Capped, still jittered, and no overflow however long it goes on.
+        assert_eq!(b.delay(10, 1.0), Duration::from_secs(30));
+        assert_eq!(b.delay(u32::MAX, 0.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_link_logs_once_per_change_of_state() {
+        let mut link = Link::default();
+        let down = Status::unavailable("tcp connect error: Connection refused");
+        let full = Status::unavailable("storage: No space left on device");
+        assert_eq!(link.saw(Ok(())), None);
+        assert_eq!(
+            link.saw(Err(&down)).as_deref(),
+            Some(
+                "coordinator unreachable: unavailable (tcp connect error: Connection refused), retrying"
+            )
+        );
+        // Every further failure, whatever its message, is the same state: no line.
+        assert_eq!(link.saw(Err(&down)), None);
+        assert_eq!(link.saw(Err(&full)), None);
+        assert_eq!(
+            link.saw(Ok(())).as_deref(),
+            Some("coordinator reachable again")
+        );
+        assert_eq!(link.saw(Ok(())), None);
+        let refused = Status::failed_precondition("worker 3 holds 2 leases");
+        assert_eq!(
+            link.saw(Err(&refused)).as_deref(),
+            Some(
+                "coordinator refused to lease: failed precondition (worker 3 holds 2 leases), retrying"
+            )
+        );
+    }
+
+    #[test]
+    fn a_storage_refusal_reads_as_one() {
+        let s = Status::unavailable("storage: No space left on device (os error 28)");
+        assert_eq!(
+            status_line(&s),
+            "its storage refused the write (storage: No space left on device (os error 28))"
+        );
+        let s = Status::internal("line one\nline two");
+        assert_eq!(status_line(&s), "internal error (line one line two)");
+    }
 }

@@ -8,6 +8,7 @@
 use crate::config::{Optimizer, TrialConfig};
 use crate::data::Dataset;
 use crate::init;
+use crate::memory;
 use crate::model::{Architecture, LinearParams, Mlp, Mode};
 use crate::report::{EpochReport, LayerDiagnostics, Outcome};
 use gradsweep_kernels::{Activation, Backend, Float};
@@ -183,12 +184,9 @@ pub fn train_until<B: Backend>(
         .map(|(w, b)| (to_f(w), to_f(b)))
         .collect();
     let n_val = data.val.len();
-    let probe_rows = PROBE_ROWS.min(if n_val > 0 { n_val } else { data.train.len() });
-    let max_rows = config
-        .batch_size
-        .max(config.eval_batch_size)
-        .max(probe_rows)
-        .max(1);
+    // The same sizes the memory estimate counts (`crate::memory`).
+    let probe_rows = memory::probe_rows(data.train.len(), n_val);
+    let max_rows = memory::max_rows(config, data.train.len(), n_val, data.test.len());
     let mut model = Mlp::new(backend, arch, &params, max_rows)?;
 
     let (scale, shift) = normalisation(data);
@@ -241,7 +239,7 @@ pub fn train_until<B: Backend>(
     let penalty_l2 = config.regularization.l2.unwrap_or(0.0);
     let penalised = penalty_l1 != 0.0 || penalty_l2 != 0.0;
     let mut step: u64 = 0;
-    let mut epochs = Vec::with_capacity(config.epochs as usize);
+    let mut epochs = Vec::with_capacity((config.epochs as usize).min(1024));
     let mut perm: Vec<u32> = (0..n_train as u32).collect();
 
     for epoch in 1..=config.epochs {

@@ -78,6 +78,64 @@ pub enum TrialError {
     /// Asked to stop before the end ([`run_until`]).
     #[error("stopped before the end")]
     Stopped,
+    /// The splits as loaded cannot train the trial ([`check_splits`]).
+    #[error("{0}")]
+    Splits(String),
+}
+
+/// `n` with thousands separators: `45,000`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Checks the loaded splits against the trial: an empty training, validation or test
+/// split, or a `batch_size` larger than the training split, is refused with one line
+/// naming the field, its value and the split's size
+/// (`val_fraction = 0.999 leaves 0 training images of 1,000`).
+pub fn check_splits(config: &TrialConfig, data: &Dataset) -> Result<(), TrialError> {
+    let (n_train, n_val) = (data.train.len(), data.val.len());
+    let pool = n_train + n_val;
+    let refuse = |m: String| Err(TrialError::Splits(m));
+    if n_train == 0 {
+        return refuse(format!(
+            "val_fraction = {} leaves 0 training images of {} in dataset {}",
+            config.val_fraction,
+            thousands(pool),
+            config.dataset
+        ));
+    }
+    if n_val == 0 {
+        return refuse(format!(
+            "val_fraction = {} leaves 0 validation images of {} in dataset {}; validation \
+             needs at least one (val_fraction ≥ {:.2e})",
+            config.val_fraction,
+            thousands(pool),
+            config.dataset,
+            0.5 / pool as f64
+        ));
+    }
+    if data.test.is_empty() {
+        return refuse(format!("dataset {} has no test images", config.dataset));
+    }
+    if config.batch_size > n_train {
+        return refuse(format!(
+            "batch_size = {} is larger than the training split ({} images of dataset {} \
+             at val_fraction = {})",
+            config.batch_size,
+            thousands(n_train),
+            config.dataset,
+            config.val_fraction
+        ));
+    }
+    Ok(())
 }
 
 /// Loads the trial's dataset.
@@ -85,7 +143,8 @@ pub fn load_data(config: &TrialConfig) -> Result<Dataset, TrialError> {
     Ok(data::load(&config.dataset, config.val_fraction)?)
 }
 
-/// Runs a trial on `backend` with already loaded `data`.
+/// Runs a trial on `backend` with already loaded `data`; refuses splits that cannot
+/// train it ([`check_splits`]).
 pub fn run<B: Backend>(
     backend: &B,
     config: &TrialConfig,
@@ -104,6 +163,7 @@ pub fn run_until<B: Backend>(
     on_event: &mut dyn FnMut(Event<'_>),
     stop: &dyn Fn() -> bool,
 ) -> Result<TrialRecord, TrialError> {
+    check_splits(config, data)?;
     let started = Instant::now();
     let mut trained =
         train::train_until(backend, config, data, on_event, stop)?.ok_or(TrialError::Stopped)?;

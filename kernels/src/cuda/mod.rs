@@ -253,6 +253,14 @@ impl CudaBackend {
         })
     }
 
+    /// The device's free and total memory, in bytes.
+    pub fn memory(&self) -> Result<(usize, usize)> {
+        self.device
+            .ctx
+            .mem_get_info()
+            .map_err(driver("cuMemGetInfo"))
+    }
+
     /// The device's ordinal.
     pub fn ordinal(&self) -> usize {
         self.device.ordinal
