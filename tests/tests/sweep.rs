@@ -187,15 +187,22 @@ async fn a_killed_worker_s_trial_is_redone_and_its_late_calls_refused() {
     let record = t.trial.unwrap();
     assert_eq!(record.state(), TrialState::Succeeded);
     assert_eq!(record.attempt, 1);
+    // The dead worker's lease cost the trial nothing: recorded as lost, not failed.
+    assert_eq!((record.failures, record.lost), (0, 1));
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.history[0].kind(), AttemptEndKind::Expired);
+    assert_eq!(record.history[0].worker_name, "a");
     assert_eq!(record.result.as_ref().unwrap().worker_name, "b");
     assert_eq!(t.epochs.len(), 12);
 
-    // The presumed-dead worker's lease is stale: refused, and nothing changes.
+    // No client learns a lease id, so none can speak for the dead worker: every guess
+    // is refused, and nothing changes.
+    assert_eq!(leased.lease_id, 0, "GetTrial revealed a lease id");
     let old = LeaseRef {
         sweep_id: sweep.id,
         index: 0,
-        lease_id: leased.lease_id,
-        worker_id: 0,
+        lease_id: 1,
+        worker_id: leased.worker_id,
     };
     let late = workers
         .report_epoch(ReportEpochRequest {
@@ -285,10 +292,13 @@ async fn sigterm_hands_the_lease_back() {
     w.terminate();
     let status = w.0.wait().unwrap();
     assert!(status.success(), "worker exit: {status}");
-    // Given back at once (not after the 30 s lease): pending again, as attempt 1.
+    // Given back at once (not after the 30 s lease): pending again, as attempt 1, and
+    // the hand-back is not charged to the trial.
     let t = trial(&mut sweeps, sweep.id, 0).await.trial.unwrap();
     assert_eq!(t.state(), TrialState::Pending);
     assert_eq!(t.attempt, 1);
+    assert_eq!((t.failures, t.lost), (0, 1));
+    assert_eq!(t.history[0].kind(), AttemptEndKind::HandedBack);
     assert!(t.error.contains("shut down"), "{}", t.error);
     let s = sweeps
         .get_sweep(GetSweepRequest { sweep_id: sweep.id })
@@ -359,15 +369,33 @@ async fn a_worker_refuses_data_with_another_fingerprint() {
         .into_inner()
         .leases
         .remove(0);
+    let lease_ref = LeaseRef {
+        sweep_id: lease.sweep_id,
+        index: lease.index,
+        lease_id: lease.lease_id,
+        worker_id: fake.worker_id,
+    };
+    for epoch in 1..=2 {
+        workers
+            .report_epoch(ReportEpochRequest {
+                lease: Some(lease_ref),
+                report: Some(EpochReport {
+                    epoch,
+                    train_loss: 2.0,
+                    ..EpochReport::default()
+                }),
+            })
+            .await
+            .unwrap();
+    }
     workers
         .complete(CompleteRequest {
-            lease: Some(LeaseRef {
-                sweep_id: lease.sweep_id,
-                index: lease.index,
-                lease_id: lease.lease_id,
-                worker_id: 0,
-            }),
+            lease: Some(lease_ref),
             result: Some(TrialResult {
+                outcome: Some(Outcome {
+                    kind: Some(outcome::Kind::Completed(Completed {})),
+                }),
+                epochs: 2,
                 dataset_fingerprint: "0000other".into(),
                 ..TrialResult::default()
             }),
@@ -379,7 +407,18 @@ async fn a_worker_refuses_data_with_another_fingerprint() {
     assert_eq!(done.counts.unwrap().failed, 23);
     let t = trial(&mut sweeps, sweep.id, 1).await;
     let record = t.trial.unwrap();
-    assert_eq!(record.attempt, 2);
+    // A worker with other data is the infrastructure's fault, not the trial's: bounded
+    // by --max-lost (20 by default), never charged as a failure.
+    assert_eq!((record.failures, record.lost), (0, 20));
+    assert_eq!(record.history.len(), 20);
+    assert!(
+        record
+            .history
+            .iter()
+            .all(|h| h.kind() == AttemptEndKind::DatasetMismatch),
+        "{:?}",
+        record.history
+    );
     assert!(
         record
             .error
