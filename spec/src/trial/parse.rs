@@ -136,6 +136,9 @@ fn syntax_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let message = one_line(err.message());
     let message = if message.is_empty() {
         "invalid TOML".to_owned()
+    } else if message.contains("recursion") {
+        // toml's own words ("recursion limit") do not say what is wrong with the text.
+        format!("nested too deeply ({message})")
     } else {
         message
     };
