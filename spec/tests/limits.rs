@@ -470,3 +470,23 @@ fn deeply_nested_text_is_refused_in_one_line() {
         assert!(e.contains("nested too deeply"), "{shown}: {e}");
     }
 }
+
+/// The shipped examples stay within every limit.
+#[test]
+fn examples_are_within_the_limits() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            TrialConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    for entry in std::fs::read_dir(root.join("sweeps")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(sweep(&text).is_ok());
+        seen += 1;
+    }
+    assert!(seen >= 8, "{seen}");
+}

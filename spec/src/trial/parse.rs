@@ -13,7 +13,7 @@ use toml::{Table, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The key path (`optimizer.lr`, `hidden[1]`), prefixed by the file name when the
-    /// error came from [`TrialConfig::from_file`] (`trial.toml: optimizer.lr`). May be
+    /// error came from [`super::TrialConfig::from_file`] (`trial.toml: optimizer.lr`). May be
     /// empty.
     pub path: String,
     /// The reason, one line, without a trailing period.
