@@ -37,6 +37,18 @@ pub enum SpecError {
         /// The limit in force.
         limit: u64,
     },
+    /// The expanded trials' canonical TOML would exceed [`limits::MAX_SWEEP_BYTES`].
+    #[error(
+        "the grid's {trials} trials come to {bytes} bytes of canonical TOML; the limit is {limit} (limits::MAX_SWEEP_BYTES)"
+    )]
+    TooLarge {
+        /// Trials the grid expands into.
+        trials: u64,
+        /// Their canonical TOML, in bytes (saturating at `u64::MAX`).
+        bytes: u64,
+        /// The limit in force.
+        limit: u64,
+    },
     /// Two trials of the grid have the same key (the same canonical config).
     #[error("trials {first} and {second} are the same trial (key {key})")]
     DuplicateTrial {

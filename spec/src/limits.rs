@@ -53,6 +53,13 @@ pub const MAX_SEEDS: usize = 10_000;
 /// `--max-trials`).
 pub const MAX_TRIALS: u64 = 100_000;
 
+/// The most bytes of canonical TOML a sweep may expand into, all trials together
+/// (128 MiB), computed before anything is expanded. Each trial's text is what the
+/// coordinator stores and hands to a worker; 100,000 trials of a typical config come to
+/// about 50 MB, while a 100 KB spec of long names, paths and deep nets times a large
+/// grid would come to gigabytes.
+pub const MAX_SWEEP_BYTES: u64 = 128 << 20;
+
 /// The largest `val_fraction`: more would hold out more of the training pool than it
 /// trains on. (The smallest is anything above 0: without a validation split its
 /// metrics would read 0.)

@@ -63,6 +63,8 @@ pub struct Axis {
     /// Each value's canonical text (`relu`, `[512, 256]`).
     pub labels: Vec<String>,
     values: Vec<Value>,
+    /// The bytes each value takes in a trial's canonical TOML.
+    bytes: Vec<usize>,
 }
 
 /// A parsed sweep spec, not yet expanded.
@@ -156,6 +158,7 @@ impl SweepSpec {
                 return Err(ConfigError::new(path, "empty list; give at least one value").into());
             }
             let mut labels: Vec<String> = Vec::with_capacity(items.len());
+            let mut bytes: Vec<usize> = Vec::with_capacity(items.len());
             let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
             let mut config = base.clone();
             for (i, item) in items.iter().enumerate() {
@@ -171,11 +174,13 @@ impl SweepSpec {
                 }
                 seen.insert(label.clone(), i);
                 labels.push(label);
+                bytes.push(config.canonical_bytes(key).unwrap_or_default());
             }
             axes.push(Axis {
                 key: key.to_owned(),
                 labels,
                 values: items.clone(),
+                bytes,
             });
         }
         Ok(SweepSpec {
@@ -195,14 +200,49 @@ impl SweepSpec {
             .fold(1u64, u64::saturating_mul)
     }
 
+    /// The bytes of canonical TOML the expanded trials come to, all together, computed
+    /// without expanding them (saturating at `u64::MAX`): every key's text is the same
+    /// in every trial but an axis's, which takes each of its values equally often.
+    pub fn expanded_bytes(&self) -> u64 {
+        let count = u128::from(self.trial_count());
+        let mut fixed = self.base.to_toml_string().len() as u128;
+        let mut varying: u128 = 0;
+        for axis in &self.axes {
+            fixed -= self.base.canonical_bytes(&axis.key).unwrap_or_default() as u128;
+            let each = count / axis.bytes.len() as u128;
+            varying += each * axis.bytes.iter().map(|&b| b as u128).sum::<u128>();
+        }
+        fixed -= self.base.canonical_bytes("seed").unwrap_or_default() as u128;
+        let mut seeded = self.base.clone();
+        let seed_bytes: u128 = self
+            .seeds
+            .iter()
+            .map(|&seed| {
+                seeded.seed = seed;
+                seeded.canonical_bytes("seed").unwrap_or_default() as u128
+            })
+            .sum();
+        varying += count / self.seeds.len().max(1) as u128 * seed_bytes;
+        u64::try_from(count * fixed + varying).unwrap_or(u64::MAX)
+    }
+
     /// Expands the grid × seeds into validated, keyed trials, in the module's fixed
-    /// order. Refused when there are more than `limit` trials, when a combination is
-    /// invalid (the error names the trial and its grid values) or when two trials have
-    /// the same key.
+    /// order. Refused when there are more than `limit` trials, when their canonical TOML
+    /// would exceed [`limits::MAX_SWEEP_BYTES`] (both checked before anything is
+    /// expanded), when a combination is invalid (the error names the trial and its grid
+    /// values) or when two trials have the same key.
     pub fn expand(&self, limit: u64) -> Result<Vec<SweepTrial>, SpecError> {
         let count = self.trial_count();
         if count > limit {
             return Err(SpecError::TooManyTrials { count, limit });
+        }
+        let bytes = self.expanded_bytes();
+        if bytes > limits::MAX_SWEEP_BYTES {
+            return Err(SpecError::TooLarge {
+                trials: count,
+                bytes,
+                limit: limits::MAX_SWEEP_BYTES,
+            });
         }
         let count = count as usize;
         let mut trials = Vec::with_capacity(count);
@@ -537,6 +577,65 @@ layer = "linear2"
             err(&format!("{BASE}seeds = [1, 2, 1]")),
             "seeds[2]: the same seed as seeds[0]"
         );
+    }
+
+    #[test]
+    fn expanded_bytes_are_the_trials_canonical_toml() {
+        for text in [
+            DESIGN.to_owned(),
+            format!("{BASE}seeds = [5, 3, 100000, 7]"),
+            "name = \"é\\\"\"\n[grid]\nhidden = [[], [64, 32], [1000]]\noptimizer = [{ kind = \"sgd\" }, { kind = \"adam\", lr = 3e-4 }]\ndataset = [\"synthetic:glyphs\", \"gurmukhi:/a/b\"]\n[gradcheck]\nsamples = 1000\n"
+                .to_owned(),
+            BASE.to_owned(),
+        ] {
+            let spec = SweepSpec::from_toml_str(&text).unwrap();
+            let trials = spec.expand(DEFAULT_MAX_TRIALS).unwrap();
+            let sum: usize = trials.iter().map(|t| t.toml.len()).sum();
+            assert_eq!(spec.expanded_bytes(), sum as u64, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_grid_of_huge_trials_is_refused_before_expanding() {
+        // 100 seeds × 1000 batch sizes of trials with a 4 KB dataset path and 1024
+        // layers: about 780 MB of canonical TOML from an 11 KB spec.
+        let seeds: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        let sizes: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
+        let text = format!(
+            "dataset = \"gurmukhi:{}\"\nhidden = [{}]\nseeds = [{}]\n[grid]\nbatch_size = [{}]\n",
+            "d".repeat(4087),
+            vec!["1"; 1024].join(","),
+            seeds.join(","),
+            sizes.join(",")
+        );
+        let spec = SweepSpec::from_toml_str(&text).unwrap();
+        assert_eq!(spec.trial_count(), 100_000);
+        let e = spec.expand(DEFAULT_MAX_TRIALS).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpecError::TooLarge {
+                    trials: 100_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let line = e.to_string();
+        assert!(
+            line.starts_with("the grid's 100000 trials come to ")
+                && line.ends_with(
+                    " bytes of canonical TOML; the limit is 134217728 (limits::MAX_SWEEP_BYTES)"
+                ),
+            "{line}"
+        );
+        // A tenth of it is within the limit and expands.
+        let small = text.replace(
+            &format!("[{}]\n", sizes.join(",")),
+            &format!("[{}]\n", sizes[..10].join(",")),
+        );
+        let spec = SweepSpec::from_toml_str(&small).unwrap();
+        assert_eq!(spec.expand(DEFAULT_MAX_TRIALS).unwrap().len(), 1000);
     }
 
     #[test]

@@ -439,3 +439,54 @@ fn validate_applies_the_limits_to_built_configs() {
     c.gradcheck.samples = 64;
     assert_eq!(c.validate(), Ok(()));
 }
+
+/// Nesting deep enough to overflow a recursive parser's stack (or a recursive drop) is
+/// refused by TOML's recursion limit, in one line, for every way TOML nests.
+#[test]
+fn deeply_nested_text_is_refused_in_one_line() {
+    let mut texts = Vec::new();
+    for depth in [100, 1_000, 20_000] {
+        let key = vec!["x"; depth].join(".");
+        texts.push(format!("{key} = 1\n"));
+        texts.push(format!("[{key}]\n"));
+        texts.push(format!("[[{key}]]\n"));
+        texts.push(format!(
+            "hidden = {}1{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ));
+        texts.push(format!(
+            "hidden = {}1{}\n",
+            "{ a = ".repeat(depth),
+            " }".repeat(depth)
+        ));
+    }
+    for text in texts {
+        assert!(text.len() < MAX_TEXT_BYTES);
+        let shown = &text[..text.len().min(40)];
+        let e = refused(&text);
+        assert!(e.contains("nested too deeply"), "{shown}: {e}");
+        let e = sweep(&format!("{BASE}{text}")).unwrap_err();
+        assert!(e.contains("nested too deeply"), "{shown}: {e}");
+    }
+}
+
+/// The shipped examples stay within every limit.
+#[test]
+fn examples_are_within_the_limits() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            TrialConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            seen += 1;
+        }
+    }
+    for entry in std::fs::read_dir(root.join("sweeps")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(sweep(&text).is_ok());
+        seen += 1;
+    }
+    assert!(seen >= 8, "{seen}");
+}

@@ -53,25 +53,39 @@ impl TrialConfig {
     pub fn to_toml_string(&self) -> String {
         let mut out = String::new();
         let mut sections = String::new();
-        // Writing to a String cannot fail.
         for key in &KEYS {
-            match (key.canonical)(self) {
-                Canonical::Quoted(s) => {
-                    let _ = writeln!(out, "{} = {}", key.name, toml_string(&s));
-                }
-                Canonical::Literal(s) => {
-                    let _ = writeln!(out, "{} = {s}", key.name);
-                }
-                Canonical::Section(pairs) => {
-                    let _ = write!(sections, "\n[{}]\n", key.name);
-                    for (k, v) in pairs {
-                        let _ = writeln!(sections, "{k} = {v}");
-                    }
-                }
-            }
+            write_key(&mut out, &mut sections, key.name, (key.canonical)(self));
         }
         out.push_str(&sections);
         out
+    }
+
+    /// The bytes `key` takes in [`TrialConfig::to_toml_string`] (its line, or its
+    /// section); `None` for an unknown key.
+    pub(crate) fn canonical_bytes(&self, key: &str) -> Option<usize> {
+        let key = KEYS.iter().find(|k| k.name == key)?;
+        let (mut line, mut section) = (String::new(), String::new());
+        write_key(&mut line, &mut section, key.name, (key.canonical)(self));
+        Some(line.len() + section.len())
+    }
+}
+
+/// Writes one key of the canonical TOML: a line to `out`, or a section to `sections`.
+fn write_key(out: &mut String, sections: &mut String, name: &str, value: Canonical) {
+    // Writing to a String cannot fail.
+    match value {
+        Canonical::Quoted(s) => {
+            let _ = writeln!(out, "{name} = {}", toml_string(&s));
+        }
+        Canonical::Literal(s) => {
+            let _ = writeln!(out, "{name} = {s}");
+        }
+        Canonical::Section(pairs) => {
+            let _ = write!(sections, "\n[{name}]\n");
+            for (k, v) in pairs {
+                let _ = writeln!(sections, "{k} = {v}");
+            }
+        }
     }
 }
 

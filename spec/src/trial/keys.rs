@@ -7,9 +7,11 @@
 //! [`super::field`]); the rule says what a value of that type may be for this key.
 //!
 //! The order of the entries is the canonical order: the order of the canonical TOML
-//! (the trial key hashes it) and of a sweep's axes. Add a key at the end of the
-//! top-level keys (before `gradcheck`, which is written as a section) — and only with a
-//! default whose canonical text is new, since every stored trial's key would change.
+//! (the trial key hashes it; table-valued keys such as `gradcheck` are written as
+//! sections after the rest) and of a sweep's axes. Changing an entry's canonical text or
+//! its place changes every trial's key; so does adding a key, whose line every trial's
+//! canonical TOML then carries (stored trials keep the keys they were stored with, but
+//! the same spec submitted again gets new ones).
 
 use super::canonical::Canonical;
 use super::field::{Field, Range, Text, Widths};

@@ -13,7 +13,7 @@ use toml::{Table, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The key path (`optimizer.lr`, `hidden[1]`), prefixed by the file name when the
-    /// error came from [`TrialConfig::from_file`] (`trial.toml: optimizer.lr`). May be
+    /// error came from [`super::TrialConfig::from_file`] (`trial.toml: optimizer.lr`). May be
     /// empty.
     pub path: String,
     /// The reason, one line, without a trailing period.
@@ -136,6 +136,9 @@ fn syntax_error(text: &str, err: &toml::de::Error) -> ConfigError {
     let message = one_line(err.message());
     let message = if message.is_empty() {
         "invalid TOML".to_owned()
+    } else if message.contains("recursion") {
+        // toml's own words ("recursion limit") do not say what is wrong with the text.
+        format!("nested too deeply ({message})")
     } else {
         message
     };
