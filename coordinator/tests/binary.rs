@@ -392,3 +392,17 @@ fn listen_resolves_host_names_and_bad_addresses_are_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_database_error_is_one_line_with_its_cause_once() {
+    let out = Command::new(COORDINATOR)
+        .args(["--listen", "127.0.0.1:0", "--db", "/dev/null/db"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err,
+        "coordinator: --db /dev/null/db: storage: Not a directory (os error 20)\n"
+    );
+}
