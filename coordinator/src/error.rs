@@ -81,10 +81,23 @@ pub enum Error {
 }
 
 /// sled's error as one line: an IO error's own text (`No space left on device (os
-/// error 28)`), without sled's prefix.
+/// error 28)`), without sled's prefix. (Some of sled's paths wrap an IO error's debug
+/// text, `Os { code: 28, kind: StorageFull, message: "…" }`, in a new one: that is
+/// turned back into the error's own text.)
 fn storage_cause(e: &sled::Error) -> String {
-    match e {
-        sled::Error::Io(io) => io.to_string(),
-        other => other.to_string(),
+    let sled::Error::Io(io) = e else {
+        return e.to_string();
+    };
+    if let Some(code) = io.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code).to_string();
+    }
+    let text = io.to_string();
+    let code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|code| code.trim().parse::<i32>().ok());
+    match code {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => text,
     }
 }

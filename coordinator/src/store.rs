@@ -911,7 +911,7 @@ impl Store {
     // Workers
     // -----------------------------------------------------------------------------------
 
-    /// Registers a worker and returns its record (with a fresh id). A name or device
+    /// Registers a worker and returns its record (with a fresh, non-zero id). A name or device
     /// longer than [`MAX_WORKER_TEXT`] bytes, or slots outside 1..=[`MAX_SLOTS`], is
     /// refused.
     pub fn register(
@@ -933,8 +933,13 @@ impl Store {
             return Err(bad(format!("slots: {slots}, must be 1 to {MAX_SLOTS}")));
         }
         self.write(|| {
+            // Never 0: that is what a request that names no worker says.
+            let mut id = self.db.generate_id()?;
+            if id == 0 {
+                id = self.db.generate_id()?;
+            }
             let worker = Worker {
-                id: self.db.generate_id()?,
+                id,
                 name: name.to_owned(),
                 device: device.to_owned(),
                 slots,
@@ -1946,7 +1951,10 @@ mod tests {
             bad_request(store.register("w", "cpu", 1025, 0)),
             "slots: 1025, must be 1 to 1024"
         );
-        store.register(&long[..256], "cpu", 1024, 0).unwrap();
+        // The first id sled gives is 0, which is what a request naming no worker says:
+        // never a worker's id.
+        let w = store.register(&long[..256], "cpu", 1024, 0).unwrap();
+        assert_ne!(w.id, 0);
     }
 
     #[test]
