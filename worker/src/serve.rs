@@ -48,6 +48,9 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+/// Datasets a worker keeps loaded (each slot's trial holds its own as long as it runs).
+pub const DATASET_CACHE: usize = 2;
+
 /// How long a call is retried while the coordinator is unreachable.
 pub const RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -222,7 +225,8 @@ struct Shared {
     name: String,
     active: Mutex<Active>,
     stopping: AtomicBool,
-    data: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
+    /// Loaded datasets by (dataset, validation fraction), least recently used first.
+    data: Mutex<Recent<(String, u64), Arc<Dataset>>>,
     handle: tokio::runtime::Handle,
     backoff: Backoff,
     link: Mutex<Link>,
@@ -235,6 +239,52 @@ fn unreachable_now(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
     )
+}
+
+/// At most `capacity` values, the least recently used dropped first.
+#[derive(Debug)]
+pub struct Recent<K, V> {
+    capacity: usize,
+    /// Least recently used first.
+    entries: Vec<(K, V)>,
+}
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    /// An empty cache of `capacity` (at least 1) values.
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            capacity: capacity.max(1),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The value of `key`, now the most recently used.
+    pub fn get(&mut self, key: &K) -> Option<V> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let value = entry.1.clone();
+        self.entries.push(entry);
+        Some(value)
+    }
+
+    /// Adds `value`, dropping the least recently used value when full.
+    pub fn insert(&mut self, key: K, value: V) {
+        self.entries.retain(|(k, _)| *k != key);
+        if self.entries.len() >= self.capacity {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Why a leased trial ends without `Complete`.
@@ -323,12 +373,14 @@ impl Shared {
         }
     }
 
-    /// The dataset of `config`, loaded once per worker.
+    /// The dataset of `config`, loaded once per worker; the cache keeps the
+    /// [`DATASET_CACHE`] most recently used (a sweep over many datasets or validation
+    /// fractions must not hold them all).
     fn dataset(&self, config: &TrialConfig) -> Result<Arc<Dataset>, String> {
         let key = (config.dataset.clone(), config.val_fraction.to_bits());
         let mut cache = self.data.lock().expect("dataset cache lock");
-        if let Some(d) = cache.get(&key) {
-            return Ok(d.clone());
+        if let Some(data) = cache.get(&key) {
+            return Ok(data);
         }
         let data = Arc::new(trial::load_data(config).map_err(|e| e.to_string())?);
         cache.insert(key, data.clone());
@@ -390,7 +442,7 @@ pub async fn serve(
         name: options.name.clone(),
         active: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
-        data: Mutex::new(HashMap::new()),
+        data: Mutex::new(Recent::new(DATASET_CACHE)),
         handle: tokio::runtime::Handle::current(),
         backoff: options.backoff,
         link: Mutex::new(Link::default()),
@@ -776,6 +828,21 @@ fn train_lease(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dataset_cache_keeps_the_most_recently_used() {
+        let mut cache = Recent::new(2);
+        for v in 0..100 {
+            cache.insert(v, v * 10);
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&98), Some(980));
+        cache.insert(100, 1000);
+        // 99 was the least recently used.
+        assert_eq!(cache.get(&99), None);
+        assert_eq!(cache.get(&98), Some(980));
+        assert_eq!(cache.get(&100), Some(1000));
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
