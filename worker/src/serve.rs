@@ -190,7 +190,7 @@ pub enum ServeError {
         reason: String,
     },
     /// The coordinator refused or failed a call.
-    #[error("coordinator {url}: {status}")]
+    #[error("coordinator {url}: {}", status_line(.status))]
     Rpc {
         /// The coordinator.
         url: String,
@@ -367,7 +367,11 @@ impl Shared {
                 self.worker_id.store(r.worker_id, Ordering::SeqCst);
             }
             Err(s) => {
-                eprintln!("worker {}: registering again failed: {s}", self.name);
+                eprintln!(
+                    "worker {}: registering again failed: {}",
+                    self.name,
+                    status_line(&s)
+                );
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
@@ -886,6 +890,18 @@ mod tests {
             Some(
                 "coordinator refused to lease: failed precondition (worker 3 holds 2 leases), retrying"
             )
+        );
+    }
+
+    #[test]
+    fn a_refused_registration_is_one_line_without_debug_text() {
+        let e = ServeError::Rpc {
+            url: "http://127.0.0.1:7070".into(),
+            status: Status::invalid_argument("name: at most 256 bytes, got 1048576"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "coordinator http://127.0.0.1:7070: invalid argument (name: at most 256 bytes, got 1048576)"
         );
     }
 

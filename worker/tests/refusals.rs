@@ -44,7 +44,10 @@ fn a_trial_larger_than_memory_is_refused_with_the_estimate_and_what_is_available
     let out = train("memory", &format!("{TINY}hidden = [{hidden}]\n"));
     refused(&out, "error: the trial needs about ");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("gradient check's f64 copy of the model"), "{err}");
+    assert!(
+        err.contains("gradient check's f64 copy of the model"),
+        "{err}"
+    );
     assert!(err.contains("are available (MemAvailable)"), "{err}");
 }
 
