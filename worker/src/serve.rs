@@ -48,6 +48,15 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+/// Writes a line to stderr; a stderr that went away (`worker serve 2>&1 | head`) is
+/// ignored instead of panicking the thread that logs, as `eprintln!` would.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Datasets a worker keeps loaded (each slot's trial holds its own as long as it runs).
 pub const DATASET_CACHE: usize = 2;
 
@@ -324,7 +333,7 @@ impl Shared {
 
     /// Logs `line` as this worker.
     fn log(&self, line: &str) {
-        eprintln!("worker {}: {line}", self.name);
+        log!("worker {}: {line}", self.name);
     }
 
     /// Gives a trial back with `Fail`; logs when even that cannot be delivered (the
@@ -360,14 +369,15 @@ impl Shared {
             async move { c.register(request).await }
         }) {
             Ok(r) => {
-                eprintln!(
+                log!(
                     "worker {}: the coordinator did not know worker {stale_id}; registered again as worker {}",
-                    self.name, r.worker_id
+                    self.name,
+                    r.worker_id
                 );
                 self.worker_id.store(r.worker_id, Ordering::SeqCst);
             }
             Err(s) => {
-                eprintln!(
+                log!(
                     "worker {}: registering again failed: {}",
                     self.name,
                     status_line(&s)
@@ -430,9 +440,11 @@ pub async fn serve(
             Err(s) => return Err(rpc(s)),
         }
     };
-    eprintln!(
+    log!(
         "worker {}: registered with {} as worker {}",
-        options.name, options.coordinator, registered.worker_id
+        options.name,
+        options.coordinator,
+        registered.worker_id
     );
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -470,7 +482,7 @@ pub async fn serve(
             })?;
         slot_threads.push(thread);
         match ready_rx.await {
-            Ok(Ok(device)) => eprintln!("worker {}: slot {slot} trains on {device}", options.name),
+            Ok(Ok(device)) => log!("worker {}: slot {slot} trains on {device}", options.name),
             Ok(Err(reason)) => return Err(ServeError::Slot { slot, reason }),
             Err(_) => {
                 return Err(ServeError::Slot {
@@ -505,7 +517,7 @@ pub async fn serve(
             kind: FailKind::HandBack as i32,
         };
         if let Err(s) = client.fail(request).await {
-            eprintln!(
+            log!(
                 "worker {}: handing back trial {} of sweep {} failed: {}",
                 options.name,
                 lease.index,
@@ -523,13 +535,13 @@ pub async fn serve(
         }
     });
     if tokio::time::timeout(SLOT_EXIT_WAIT, joined).await.is_err() {
-        eprintln!(
+        log!(
             "worker {}: a slot did not stop within {}s; exiting anyway",
             options.name,
             SLOT_EXIT_WAIT.as_secs()
         );
     }
-    eprintln!("worker {}: stopped", options.name);
+    log!("worker {}: stopped", options.name);
     Ok(())
 }
 
@@ -557,7 +569,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             let Some(lease) = revoked.lease else { continue };
             if let Some((_, abandon)) = active.get(&lease.lease_id) {
                 abandon.store(true, Ordering::SeqCst);
-                eprintln!(
+                log!(
                     "worker {}: trial {} of sweep {} abandoned: lease revoked ({})",
                     shared.name,
                     lease.index,
@@ -590,7 +602,7 @@ fn slot_loop(
     let device = match device::resolve(spec, threads) {
         Ok((device, note)) => {
             if let Some(note) = note {
-                eprintln!("worker {}: note: {note}", shared.name);
+                log!("worker {}: note: {note}", shared.name);
             }
             device
         }

@@ -43,3 +43,32 @@ fn a_closed_stdout_ends_worker_train_quietly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `worker serve` keeps SIGPIPE ignored: a write to a connection the coordinator reset
+/// (it was killed) must be an error the worker retries, not a signal that kills it.
+#[test]
+fn worker_serve_survives_sigpipe() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        // Nothing listens there: the worker keeps retrying its registration.
+        .args([
+            "serve",
+            "--coordinator",
+            "http://127.0.0.1:9",
+            "--device",
+            "cpu",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGPIPE);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(alive, "worker serve died of SIGPIPE: {status:?}");
+}
