@@ -96,14 +96,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Like other Unix tools, end quietly when stdout's reader goes away
-    // (`worker train t.toml | head`) instead of panicking on the broken pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE at the start of main, before
-    // any thread exists, has no memory-safety preconditions.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let args = Args::parse();
+    // Like other Unix tools, `train` and `bench` end quietly when stdout's reader goes
+    // away (`worker train t.toml | head`) instead of panicking on the broken pipe. Not
+    // `serve`: it writes to sockets, and a write to a connection the coordinator reset
+    // (a killed coordinator) would then kill the worker with SIGPIPE instead of
+    // returning an error it retries; it never writes to stdout, and its log lines
+    // ignore a closed stderr.
+    if !matches!(args.command, Command::Serve { .. }) {
+        // SAFETY: restoring the default disposition of SIGPIPE at the start of main,
+        // before any thread exists, has no memory-safety preconditions.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match args.command {
         Command::Train {
             trial,

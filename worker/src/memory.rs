@@ -81,6 +81,8 @@ pub struct Shapes {
     pub epochs: u32,
     /// Whether the gradient check runs (it copies the whole model into `f64`).
     pub gradcheck: bool,
+    /// Optimiser-state buffers per parameter (SGD 1, Adam 2).
+    pub optimizer_buffers: usize,
 }
 
 impl Shapes {
@@ -100,6 +102,7 @@ impl Shapes {
             eval_batch_size: config.eval_batch_size,
             epochs: config.epochs,
             gradcheck: config.gradcheck.layer != GradCheckLayer::None,
+            optimizer_buffers: crate::train::optimizer_buffers(&config.optimizer),
         }
     }
 
@@ -191,11 +194,10 @@ impl Estimate {
         };
         part("parameters".into(), params * F32, Place::Device);
         part("gradients".into(), params * F32, Place::Device);
-        // Every parameter holds two optimizer buffers: SGD's velocity (the second
-        // unused) or Adam's two moments.
+        // SGD's velocity, or Adam's two moments.
         part(
             "optimizer state".into(),
-            params.saturating_mul(2 * F32),
+            params.saturating_mul(shapes.optimizer_buffers as u128 * F32),
             Place::Device,
         );
         part(
@@ -258,8 +260,8 @@ impl Estimate {
             Place::Host,
         );
         if shapes.gradcheck {
-            // The model again in f64 with buffers for GRADCHECK_ROWS rows (parameters,
-            // gradients, two optimizer buffers), its Linear weights once more while it
+            // The model again in f64 with buffers for GRADCHECK_ROWS rows (parameters
+            // and gradients, no optimizer state), its Linear weights once more while it
             // is built, and one layer's analytic and device gradients side by side.
             let check_rows = GRADCHECK_ROWS as u128;
             let f64_act = act / rows.max(1) * check_rows
@@ -269,10 +271,10 @@ impl Estimate {
             part(
                 "gradient check's f64 copy of the model".into(),
                 params
-                    .saturating_mul(4 * F64)
+                    .saturating_mul(2 * F64)
                     .saturating_add(params.saturating_mul(F64))
                     .saturating_add(f64_act.saturating_mul(F64))
-                    .saturating_add(max_weight.saturating_mul(2 * F64 + F32))
+                    .saturating_add(max_weight.saturating_mul(F64 + F32))
                     .saturating_add(check_rows * inputs * (F64 + F32)),
                 Place::Host,
             );
@@ -527,6 +529,7 @@ mod tests {
             eval_batch_size: 1000,
             epochs: 10,
             gradcheck: true,
+            optimizer_buffers: 1,
         }
     }
 
@@ -547,10 +550,10 @@ mod tests {
         let err = check(&e, true, &available).unwrap_err().to_string();
         assert!(!err.contains('\n'), "{err}");
         assert!(err.starts_with("the trial needs about "), "{err}");
-        assert!(err.contains("about 95.0 TB of host memory"), "{err}");
+        assert!(err.contains("about 66.1 TB of host memory"), "{err}");
         assert!(
             err.contains(
-                "(gradient check's f64 copy of the model 62.0 TB, optimizer state 8.3 TB,"
+                "(gradient check's f64 copy of the model 37.3 TB, weight-change diagnostics 8.3 TB,"
             ),
             "{err}"
         );

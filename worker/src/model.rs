@@ -68,7 +68,8 @@ pub struct Param<B: Backend> {
     pub value: B::Buf,
     /// The gradient of the last backward pass.
     pub grad: B::Buf,
-    /// Optimiser state (SGD: velocity; Adam: first and second moments).
+    /// Optimiser state (SGD: velocity; Adam: first and second moments): empty until
+    /// [`Mlp::allocate_optimizer_state`] sizes the ones the optimiser uses.
     pub state: [B::Buf; 2],
     /// Whether L1/L2 penalties apply (Linear weights only).
     pub penalised: bool,
@@ -82,7 +83,7 @@ impl<B: Backend> Param<B> {
             len,
             value: backend.upload(values)?,
             grad: backend.zeros(len)?,
-            state: [backend.zeros(len)?, backend.zeros(len)?],
+            state: [backend.zeros(0)?, backend.zeros(0)?],
             penalised,
         })
     }
@@ -251,6 +252,18 @@ impl<B: Backend> Mlp<B> {
             layers,
             max_rows,
         })
+    }
+
+    /// Gives every parameter `buffers` (at most 2) zeroed optimiser-state buffers of its
+    /// size: 1 for SGD (the velocity), 2 for Adam (the moments). A model that is never
+    /// trained (the gradient check's copy) holds none.
+    pub fn allocate_optimizer_state(&mut self, backend: &B, buffers: usize) -> Result<()> {
+        for p in self.params_mut() {
+            for slot in p.state.iter_mut().take(buffers) {
+                *slot = backend.zeros(p.len)?;
+            }
+        }
+        Ok(())
     }
 
     /// The largest batch the buffers hold.

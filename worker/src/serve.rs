@@ -48,6 +48,18 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+/// Writes a line to stderr; a stderr that went away (`worker serve 2>&1 | head`) is
+/// ignored instead of panicking the thread that logs, as `eprintln!` would.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
+/// Datasets a worker keeps loaded (each slot's trial holds its own as long as it runs).
+pub const DATASET_CACHE: usize = 2;
+
 /// How long a call is retried while the coordinator is unreachable.
 pub const RETRY_FOR: Duration = Duration::from_secs(120);
 
@@ -187,7 +199,7 @@ pub enum ServeError {
         reason: String,
     },
     /// The coordinator refused or failed a call.
-    #[error("coordinator {url}: {status}")]
+    #[error("coordinator {url}: {}", status_line(.status))]
     Rpc {
         /// The coordinator.
         url: String,
@@ -222,7 +234,8 @@ struct Shared {
     name: String,
     active: Mutex<Active>,
     stopping: AtomicBool,
-    data: Mutex<HashMap<(String, u64), Arc<Dataset>>>,
+    /// Loaded datasets by (dataset, validation fraction), least recently used first.
+    data: Mutex<Recent<(String, u64), Arc<Dataset>>>,
     handle: tokio::runtime::Handle,
     backoff: Backoff,
     link: Mutex<Link>,
@@ -235,6 +248,52 @@ fn unreachable_now(status: &Status) -> bool {
         status.code(),
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
     )
+}
+
+/// At most `capacity` values, the least recently used dropped first.
+#[derive(Debug)]
+pub struct Recent<K, V> {
+    capacity: usize,
+    /// Least recently used first.
+    entries: Vec<(K, V)>,
+}
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    /// An empty cache of `capacity` (at least 1) values.
+    pub fn new(capacity: usize) -> Self {
+        Recent {
+            capacity: capacity.max(1),
+            entries: Vec::new(),
+        }
+    }
+
+    /// The value of `key`, now the most recently used.
+    pub fn get(&mut self, key: &K) -> Option<V> {
+        let at = self.entries.iter().position(|(k, _)| k == key)?;
+        let entry = self.entries.remove(at);
+        let value = entry.1.clone();
+        self.entries.push(entry);
+        Some(value)
+    }
+
+    /// Adds `value`, dropping the least recently used value when full.
+    pub fn insert(&mut self, key: K, value: V) {
+        self.entries.retain(|(k, _)| *k != key);
+        if self.entries.len() >= self.capacity {
+            self.entries.remove(0);
+        }
+        self.entries.push((key, value));
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// Why a leased trial ends without `Complete`.
@@ -274,7 +333,7 @@ impl Shared {
 
     /// Logs `line` as this worker.
     fn log(&self, line: &str) {
-        eprintln!("worker {}: {line}", self.name);
+        log!("worker {}: {line}", self.name);
     }
 
     /// Gives a trial back with `Fail`; logs when even that cannot be delivered (the
@@ -310,25 +369,32 @@ impl Shared {
             async move { c.register(request).await }
         }) {
             Ok(r) => {
-                eprintln!(
+                log!(
                     "worker {}: the coordinator did not know worker {stale_id}; registered again as worker {}",
-                    self.name, r.worker_id
+                    self.name,
+                    r.worker_id
                 );
                 self.worker_id.store(r.worker_id, Ordering::SeqCst);
             }
             Err(s) => {
-                eprintln!("worker {}: registering again failed: {s}", self.name);
+                log!(
+                    "worker {}: registering again failed: {}",
+                    self.name,
+                    status_line(&s)
+                );
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
     }
 
-    /// The dataset of `config`, loaded once per worker.
+    /// The dataset of `config`, loaded once per worker; the cache keeps the
+    /// [`DATASET_CACHE`] most recently used (a sweep over many datasets or validation
+    /// fractions must not hold them all).
     fn dataset(&self, config: &TrialConfig) -> Result<Arc<Dataset>, String> {
         let key = (config.dataset.clone(), config.val_fraction.to_bits());
         let mut cache = self.data.lock().expect("dataset cache lock");
-        if let Some(d) = cache.get(&key) {
-            return Ok(d.clone());
+        if let Some(data) = cache.get(&key) {
+            return Ok(data);
         }
         let data = Arc::new(trial::load_data(config).map_err(|e| e.to_string())?);
         cache.insert(key, data.clone());
@@ -374,9 +440,11 @@ pub async fn serve(
             Err(s) => return Err(rpc(s)),
         }
     };
-    eprintln!(
+    log!(
         "worker {}: registered with {} as worker {}",
-        options.name, options.coordinator, registered.worker_id
+        options.name,
+        options.coordinator,
+        registered.worker_id
     );
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -390,7 +458,7 @@ pub async fn serve(
         name: options.name.clone(),
         active: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
-        data: Mutex::new(HashMap::new()),
+        data: Mutex::new(Recent::new(DATASET_CACHE)),
         handle: tokio::runtime::Handle::current(),
         backoff: options.backoff,
         link: Mutex::new(Link::default()),
@@ -414,7 +482,7 @@ pub async fn serve(
             })?;
         slot_threads.push(thread);
         match ready_rx.await {
-            Ok(Ok(device)) => eprintln!("worker {}: slot {slot} trains on {device}", options.name),
+            Ok(Ok(device)) => log!("worker {}: slot {slot} trains on {device}", options.name),
             Ok(Err(reason)) => return Err(ServeError::Slot { slot, reason }),
             Err(_) => {
                 return Err(ServeError::Slot {
@@ -449,7 +517,7 @@ pub async fn serve(
             kind: FailKind::HandBack as i32,
         };
         if let Err(s) = client.fail(request).await {
-            eprintln!(
+            log!(
                 "worker {}: handing back trial {} of sweep {} failed: {}",
                 options.name,
                 lease.index,
@@ -467,13 +535,13 @@ pub async fn serve(
         }
     });
     if tokio::time::timeout(SLOT_EXIT_WAIT, joined).await.is_err() {
-        eprintln!(
+        log!(
             "worker {}: a slot did not stop within {}s; exiting anyway",
             options.name,
             SLOT_EXIT_WAIT.as_secs()
         );
     }
-    eprintln!("worker {}: stopped", options.name);
+    log!("worker {}: stopped", options.name);
     Ok(())
 }
 
@@ -501,7 +569,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
             let Some(lease) = revoked.lease else { continue };
             if let Some((_, abandon)) = active.get(&lease.lease_id) {
                 abandon.store(true, Ordering::SeqCst);
-                eprintln!(
+                log!(
                     "worker {}: trial {} of sweep {} abandoned: lease revoked ({})",
                     shared.name,
                     lease.index,
@@ -534,7 +602,7 @@ fn slot_loop(
     let device = match device::resolve(spec, threads) {
         Ok((device, note)) => {
             if let Some(note) = note {
-                eprintln!("worker {}: note: {note}", shared.name);
+                log!("worker {}: note: {note}", shared.name);
             }
             device
         }
@@ -778,6 +846,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_dataset_cache_keeps_the_most_recently_used() {
+        let mut cache = Recent::new(2);
+        for v in 0..100 {
+            cache.insert(v, v * 10);
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&98), Some(980));
+        cache.insert(100, 1000);
+        // 99 was the least recently used.
+        assert_eq!(cache.get(&99), None);
+        assert_eq!(cache.get(&98), Some(980));
+        assert_eq!(cache.get(&100), Some(1000));
+    }
+
+    #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
         let b = Backoff {
             first: Duration::from_millis(200),
@@ -819,6 +902,18 @@ mod tests {
             Some(
                 "coordinator refused to lease: failed precondition (worker 3 holds 2 leases), retrying"
             )
+        );
+    }
+
+    #[test]
+    fn a_refused_registration_is_one_line_without_debug_text() {
+        let e = ServeError::Rpc {
+            url: "http://127.0.0.1:7070".into(),
+            status: Status::invalid_argument("name: at most 256 bytes, got 1048576"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "coordinator http://127.0.0.1:7070: invalid argument (name: at most 256 bytes, got 1048576)"
         );
     }
 

@@ -188,6 +188,7 @@ pub fn train_until<B: Backend>(
     let probe_rows = memory::probe_rows(data.train.len(), n_val);
     let max_rows = memory::max_rows(config, data.train.len(), n_val, data.test.len());
     let mut model = Mlp::new(backend, arch, &params, max_rows)?;
+    model.allocate_optimizer_state(backend, optimizer_buffers(&config.optimizer))?;
 
     let (scale, shift) = normalisation(data);
     let train_split = DeviceSplit::new(backend, &data.train)?;
@@ -382,6 +383,14 @@ pub fn train_until<B: Backend>(
         epochs,
         outcome: Outcome::Completed,
     }))
+}
+
+/// Optimiser-state buffers per parameter: SGD's velocity, Adam's two moments.
+pub fn optimizer_buffers(optimizer: &Optimizer) -> usize {
+    match optimizer {
+        Optimizer::Sgd { .. } => 1,
+        Optimizer::Adam { .. } => 2,
+    }
 }
 
 fn optimizer_step<B: Backend>(

@@ -8,7 +8,7 @@ use gradsweep_kernels::CpuBackend;
 use gradsweep_worker::config::TrialConfig;
 use gradsweep_worker::memory::{Estimate, Place, Shapes};
 use gradsweep_worker::model::Mlp;
-use gradsweep_worker::train::{architecture, initial_params};
+use gradsweep_worker::train::{architecture, initial_params, optimizer_buffers};
 use gradsweep_worker::trial;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,7 +133,10 @@ fn the_estimate_matches_what_the_model_and_a_trial_allocate() {
             data.test.len(),
         );
         let base = start();
-        let model = Mlp::new(&backend, arch, &params, rows).expect("model");
+        let mut model = Mlp::new(&backend, arch, &params, rows).expect("model");
+        model
+            .allocate_optimizer_state(&backend, optimizer_buffers(&config.optimizer))
+            .expect("optimizer state");
         let held = held_since(base) as u64;
         drop(model);
         let expected = model_parts(&estimate);

@@ -44,7 +44,10 @@ fn a_trial_larger_than_memory_is_refused_with_the_estimate_and_what_is_available
     let out = train("memory", &format!("{TINY}hidden = [{hidden}]\n"));
     refused(&out, "error: the trial needs about ");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("optimizer state"), "{err}");
+    assert!(
+        err.contains("gradient check's f64 copy of the model"),
+        "{err}"
+    );
     assert!(err.contains("are available (MemAvailable)"), "{err}");
 }
 
@@ -84,4 +87,24 @@ fn an_oversized_trial_file_is_refused_before_it_is_read() {
     let comment = format!("# {}\n", "x".repeat(2 << 20));
     let out = train("big-file", &format!("{TINY}hidden = [8]\n{comment}"));
     refused(&out, "a trial file may be at most 1048576 bytes");
+}
+
+#[test]
+fn worker_bench_refuses_sizes_it_cannot_hold() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(["bench", "--device", "cpu", "--epochs", "1"])
+            .args(args)
+            .env("GRADSWEEP_THREADS", "1")
+            .output()
+            .expect("worker starts")
+    };
+    refused(
+        &bench(&["--n", "100000000000000"]),
+        "--n: 100000000000000 CIFAR-shaped samples need about ",
+    );
+    refused(
+        &bench(&["--n", "1000", "--batch", "5000", "--cases", "relu"]),
+        "--batch: batch_size = 5000 is larger than the training split (1,000 images",
+    );
 }

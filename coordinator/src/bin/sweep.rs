@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[command(
     name = "sweep",
     version,
-    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
+    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n  sweep retry 1\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
 )]
 struct Args {
     /// The coordinator's address (`http://host:port` or `host:port`).
@@ -62,6 +62,28 @@ enum Command {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
         id: u64,
+    },
+    /// Requeue a sweep's FAILED trials (with --diverged, its DIVERGED ones too) so that
+    /// workers train them again.
+    ///
+    /// A trial is FAILED when its own attempts kept failing (`failures` reached the
+    /// coordinator's --max-attempts) or when it lost too many leases to dead or
+    /// unreachable workers (`lost` reached --max-lost). Retrying resets both counts and
+    /// starts a new attempt; the earlier attempts stay in the trial's history (`sweep
+    /// trial`). Look at why they failed first: a trial that failed for its own reason
+    /// (a bad dataset path, more memory than the workers have) fails again. A DIVERGED
+    /// trial is a result (its loss became NaN or infinite): retry it only after
+    /// something outside the trial changed, since the same trial diverges the same way.
+    #[command(
+        after_help = "Examples:\n  sweep retry 3               requeued 2 FAILED trials of sweep 3\n  sweep retry 3 --diverged    FAILED and DIVERGED trials\n  sweep trial 3/17            why trial 17's attempts ended (history)"
+    )]
+    Retry {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// Requeue DIVERGED trials too.
+        #[arg(long)]
+        diverged: bool,
     },
     /// Compare configurations: one row per combination of the chosen axes, each metric
     /// as mean ± std over the succeeded trials of the row, with the number of trials
@@ -120,8 +142,13 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         epochs: u32,
     },
-    /// One trial: its config, per-epoch metrics, layer diagnostics, verdicts and
-    /// gradient check.
+    /// One trial: its state, attempts and their history, config, per-epoch metrics,
+    /// layer diagnostics, verdicts and gradient check.
+    ///
+    /// `failures` counts attempts that ended in the trial's own error, `lost` the leases
+    /// lost to the infrastructure (a worker that died or could not reach the
+    /// coordinator, a hand-back, a dataset mismatch); the history says how each
+    /// earlier attempt ended, on which worker, and why.
     #[command(after_help = "Example:\n  sweep trial 3/17    (trial 17 of sweep 3)")]
     Trial {
         /// `<sweep id>/<trial index>`.
@@ -147,13 +174,16 @@ async fn run(args: Args) -> Result<String, CliError> {
             if !watch {
                 return Ok(text);
             }
-            print!("{text}");
+            if cli::print(&text).is_err() {
+                return Ok(String::new());
+            }
             cli::watch(&mut client, id).await
         }
         Command::Watch { id } => cli::watch(&mut client, id).await,
         Command::Ls => cli::ls(&mut client).await,
         Command::Status { id } => cli::status(&mut client, id).await,
         Command::Cancel { id } => cli::cancel(&mut client, id).await,
+        Command::Retry { id, diverged } => cli::retry(&mut client, id, diverged).await,
         Command::Table {
             id,
             by,
@@ -191,12 +221,17 @@ async fn run(args: Args) -> Result<String, CliError> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(out) => {
-            print!("{out}");
-            ExitCode::SUCCESS
-        }
+        // A reader that went away (`sweep ls | head -1`) ends the output quietly.
+        Ok(out) => match cli::print(&out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                cli::note(&format!("error: cannot write the output: {e}"));
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
-            eprintln!("error: {e}");
+            cli::note(&format!("error: {e}"));
             ExitCode::FAILURE
         }
     }

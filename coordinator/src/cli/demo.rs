@@ -96,7 +96,10 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         .strip_prefix("listening on ")
         .ok_or_else(|| CliError(format!("the coordinator did not start: {:?}", line.trim())))?
         .to_owned();
-    eprintln!("demo: coordinator on {addr} (database {})", dir.0.display());
+    super::note(&format!(
+        "demo: coordinator on {addr} (database {})",
+        dir.0.display()
+    ));
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / workers.max(1)).max(1).to_string();
@@ -113,19 +116,19 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
             .map_err(|e| CliError(format!("cannot start {}: {e}", worker_bin.display())))?;
         procs.push(Proc(child));
     }
-    eprintln!(
+    super::note(&format!(
         "demo: {} worker(s) on {device}, {threads} thread(s) each",
         procs.len()
-    );
+    ));
 
     let mut client = super::connect(&addr).await?;
     let spec_path = dir.0.join("demo.toml");
     std::fs::write(&spec_path, spec(dataset, epochs))
         .map_err(|e| CliError(format!("cannot write {}: {e}", spec_path.display())))?;
     let (submitted, id) = super::submit(&mut client, &spec_path).await?;
-    eprint!("demo: {submitted}");
+    super::note(&format!("demo: {}", submitted.trim_end()));
     let summary = super::watch(&mut client, id).await?;
-    eprint!("demo: {summary}");
+    super::note(&format!("demo: {}", summary.trim_end()));
     drop(procs);
 
     let mut out = String::new();

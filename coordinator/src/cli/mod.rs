@@ -35,6 +35,21 @@ impl std::error::Error for CliError {}
 /// What the subcommands return.
 pub type Result<T> = std::result::Result<T, CliError>;
 
+/// Writes `text` to stdout and flushes it; the error (a closed pipe, a full disk) is
+/// returned, never a panic as `print!` would.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Writes a line to stderr, ignoring a stderr that went away (`eprintln!` would panic).
+pub fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// A connected client and the address it reached (for error messages).
 pub struct Client {
     /// The generated gRPC client.
@@ -85,14 +100,60 @@ pub async fn connect(addr: &str) -> Result<Client> {
 }
 
 impl Client {
-    /// Turns a failed call into one line: the coordinator's own message, or the
-    /// connection advice when it went away.
+    /// Turns a failed call into one line (see [`status_error`]).
     pub(crate) fn status(&self, s: tonic::Status) -> CliError {
-        match s.code() {
-            tonic::Code::Unavailable => unreachable(&self.addr, s.message()),
-            _ => CliError(s.message().to_owned()),
-        }
+        status_error(&self.addr, &s)
     }
+}
+
+/// A failed call as one line a person can act on — the coordinator's own message,
+/// with what the status means where the message alone does not say it; never tonic's
+/// Debug text. `addr` is the coordinator's address, for the connection advice.
+pub fn status_error(addr: &str, s: &tonic::Status) -> CliError {
+    use tonic::Code;
+    let message = s.message().replace('\n', " ");
+    let message = message.trim();
+    CliError(match s.code() {
+        Code::Unavailable if message.starts_with("storage:") => format!(
+            "the coordinator's disk refused the write ({message}); nothing was stored: free \
+             space where its --db lives and try again"
+        ),
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            return unreachable(
+                addr,
+                if message.is_empty() {
+                    "unavailable"
+                } else {
+                    message
+                },
+            );
+        }
+        Code::DeadlineExceeded => format!("the coordinator at {addr} did not answer in time"),
+        Code::Unimplemented => format!(
+            "the coordinator at {addr} does not support this command ({}); is it older than \
+             this sweep CLI?",
+            if message.is_empty() {
+                "unimplemented"
+            } else {
+                message
+            }
+        ),
+        Code::ResourceExhausted | Code::OutOfRange => {
+            format!("the message is larger than the coordinator or this CLI accepts ({message})")
+        }
+        Code::PermissionDenied | Code::Unauthenticated => {
+            format!("the coordinator refused the call ({message})")
+        }
+        Code::Internal | Code::DataLoss => {
+            format!("the coordinator failed: {message}")
+        }
+        _ if message.is_empty() => {
+            format!("the coordinator answered {:?} without a message", s.code())
+        }
+        // NotFound, InvalidArgument, FailedPrecondition, AlreadyExists, Aborted: the
+        // coordinator's message says what is wrong (`sweep 9 not found`, a spec's field).
+        _ => message.to_owned(),
+    })
 }
 
 /// Parses a sweep id (`12`).
@@ -137,10 +198,39 @@ fn done_count(c: &TrialCounts) -> u32 {
     c.succeeded + c.diverged + c.failed + c.cancelled
 }
 
+/// The largest spec file `sweep submit` reads and sends (the coordinator has its own,
+/// smaller, limit on specs; this one only keeps the CLI from reading a huge file).
+pub const SPEC_FILE_MAX_BYTES: u64 = 16 << 20;
+
+/// Reads a spec file of at most [`SPEC_FILE_MAX_BYTES`], checking its size first.
+fn read_spec(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| CliError(format!("cannot read {}: {e}", path.display()));
+    let too_big = |size: u64| {
+        CliError(format!(
+            "{}: the file is {size} bytes; a sweep spec may be at most {SPEC_FILE_MAX_BYTES} bytes",
+            path.display()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > SPEC_FILE_MAX_BYTES {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::new();
+    file.take(SPEC_FILE_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > SPEC_FILE_MAX_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| CliError(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 /// `sweep submit`: sends the spec file; returns the lines to print and the new sweep's id.
 pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<(String, u64)> {
-    let spec_toml = std::fs::read_to_string(path)
-        .map_err(|e| CliError(format!("cannot read {}: {e}", path.display())))?;
+    let spec_toml = read_spec(path)?;
     let sweep = client
         .sweeps
         .submit_sweep(SubmitSweepRequest { spec_toml })
@@ -286,6 +376,34 @@ pub async fn cancel(client: &mut Client, id: u64) -> Result<String> {
     ))
 }
 
+/// `sweep retry`: requeues the sweep's FAILED (and with `diverged`, DIVERGED) trials.
+pub async fn retry(client: &mut Client, id: u64, diverged: bool) -> Result<String> {
+    let r = client
+        .sweeps
+        .retry_sweep(RetrySweepRequest {
+            sweep_id: id,
+            include_diverged: diverged,
+        })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner();
+    Ok(retry_line(id, diverged, r.requeued))
+}
+
+/// What `sweep retry` prints: `requeued 2 FAILED trials of sweep 3`.
+pub fn retry_line(id: u64, diverged: bool, requeued: u32) -> String {
+    let which = if diverged {
+        "FAILED or DIVERGED"
+    } else {
+        "FAILED"
+    };
+    match requeued {
+        0 => format!("sweep {id} has no {which} trials to requeue\n"),
+        1 => format!("requeued 1 {which} trial of sweep {id}\n"),
+        n => format!("requeued {n} {which} trials of sweep {id}\n"),
+    }
+}
+
 /// Metric names as the coordinator spells them; `*_acc` is accepted for `*_accuracy`.
 pub fn metric_name(m: &str) -> String {
     match m.strip_suffix("_acc") {
@@ -326,20 +444,64 @@ pub async fn trial(client: &mut Client, id: u64, index: u32) -> Result<String> {
         .await
         .map_err(|s| client.status(s))?
         .into_inner();
-    let t = detail.trial.unwrap_or_default();
+    Ok(render_trial(&detail))
+}
+
+fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn attempt_end_name(kind: AttemptEndKind) -> &'static str {
+    match kind {
+        AttemptEndKind::Unspecified => "ended",
+        AttemptEndKind::Error => "error",
+        AttemptEndKind::Expired => "lease expired",
+        AttemptEndKind::HandedBack => "handed back",
+        AttemptEndKind::DatasetMismatch => "dataset mismatch",
+        AttemptEndKind::Retried => "retried",
+    }
+}
+
+/// `sweep trial`'s text for a trial: state, attempts (failures and lost leases), the
+/// history of earlier attempts, config, epochs, layers, verdicts and gradient check.
+pub fn render_trial(detail: &TrialDetail) -> String {
+    let t = detail.trial.clone().unwrap_or_default();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "trial {}/{} [{}]: {} (seed {}, attempt {})",
+        "trial {}/{} [{}]: {} (seed {}, attempt {}; {}, {})",
         t.sweep_id,
         t.index,
         t.key,
         trial_state_name(t.state()),
         t.seed,
-        t.attempt
+        t.attempt,
+        plural(t.failures, "failure", "failures"),
+        plural(t.lost, "lease lost", "leases lost")
     );
     if !t.error.is_empty() {
-        let _ = writeln!(out, "error: {}", t.error);
+        let _ = writeln!(out, "error: {}", t.error.replace('\n', " "));
+    }
+    if !t.history.is_empty() {
+        let _ = writeln!(out, "\nhistory:");
+        let rows: Vec<Vec<String>> = t
+            .history
+            .iter()
+            .map(|h| {
+                let worker = match (h.worker_name.is_empty(), h.worker_id) {
+                    (false, _) => h.worker_name.clone(),
+                    (true, 0) => "-".to_owned(),
+                    (true, id) => format!("worker {id}"),
+                };
+                vec![
+                    h.attempt.to_string(),
+                    attempt_end_name(h.kind()).to_owned(),
+                    worker,
+                    h.reason.replace('\n', " "),
+                ]
+            })
+            .collect();
+        out.push_str(&render::grid(&["ATTEMPT", "ENDED", "WORKER", "WHY"], &rows));
     }
     let _ = writeln!(out, "\nconfig:");
     for line in t.config_toml.lines() {
@@ -452,7 +614,7 @@ pub async fn trial(client: &mut Client, id: u64, index: u32) -> Result<String> {
             let _ = writeln!(out, "\ngradient check: skipped ({})", r.gradcheck_skipped);
         }
     }
-    Ok(out)
+    out
 }
 
 /// A trial's epoch count, read from its canonical config (`epochs = N`).
@@ -659,6 +821,48 @@ mod tests {
         );
         s.state = SweepState::Finished as i32;
         assert!(eta_line(&s, 1_060_000).is_none());
+    }
+
+    #[test]
+    fn retry_lines_count_what_was_requeued() {
+        assert_eq!(
+            retry_line(3, false, 0),
+            "sweep 3 has no FAILED trials to requeue\n"
+        );
+        assert_eq!(
+            retry_line(3, false, 1),
+            "requeued 1 FAILED trial of sweep 3\n"
+        );
+        assert_eq!(
+            retry_line(3, true, 4),
+            "requeued 4 FAILED or DIVERGED trials of sweep 3\n"
+        );
+    }
+
+    #[test]
+    fn statuses_read_as_one_line_a_person_can_act_on() {
+        let addr = "http://127.0.0.1:7070";
+        let line = |s: tonic::Status| status_error(addr, &s).to_string();
+        assert!(
+            line(tonic::Status::unavailable("tcp connect error")).starts_with(
+                "cannot reach the coordinator at http://127.0.0.1:7070 (tcp connect error)"
+            )
+        );
+        assert!(
+            line(tonic::Status::unavailable("storage: No space left on device"))
+                .starts_with("the coordinator's disk refused the write (storage: No space left on device); nothing was stored")
+        );
+        assert_eq!(
+            line(tonic::Status::invalid_argument(
+                "grid.activation[2]: unknown activation"
+            )),
+            "grid.activation[2]: unknown activation"
+        );
+        assert_eq!(
+            line(tonic::Status::failed_precondition("")),
+            "the coordinator answered FailedPrecondition without a message"
+        );
+        assert!(!line(tonic::Status::internal("a\nb")).contains('\n'));
     }
 
     #[test]

@@ -216,7 +216,24 @@ pub fn bench(
     }
     let device_name = device.name();
     let machine = cpu_model();
+    // The generated images, refused before they are allocated when they cannot fit.
+    let image_bytes = (n as u64 + 1000).saturating_mul(3 * 32 * 32 + 1);
+    if let Some(host) = gradsweep_worker::memory::host_available()
+        && image_bytes > host
+    {
+        bail!(
+            "--n: {n} CIFAR-shaped samples need about {} of memory but {} are available (MemAvailable)",
+            gradsweep_worker::memory::human(image_bytes),
+            gradsweep_worker::memory::human(host)
+        );
+    }
     let data = bench::cifar_shaped(n, 0);
+    for case in &chosen {
+        let config = bench::config(case, epochs, batch);
+        trial::check_splits(&config, &data).map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
+        gradsweep_worker::memory::check_trial(&config, &data, &device)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
+    }
     if !json {
         println!(
             "worker bench: {n} CIFAR-shaped samples (3×32×32 u8), batch {batch}, SGD momentum 0.9"
