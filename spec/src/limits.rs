@@ -96,6 +96,25 @@ pub fn check_text_size(what: &str, len: u64) -> Result<(), ConfigError> {
     }
 }
 
+/// Reads a text file (a trial file, a sweep spec) of at most [`MAX_TEXT_BYTES`]: its
+/// size is checked before reading, and no more than the limit is read whatever the size
+/// said (a pipe, `/dev/zero`). `what` names the file's kind in the message; the error
+/// has no path: add the file's with [`ConfigError::in_file`].
+pub fn read_text_file(path: &std::path::Path, what: &str) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| ConfigError::new("", format!("cannot read file: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let claimed = file.metadata().map_err(cannot)?.len();
+    check_text_size(what, claimed)?;
+    let mut bytes = Vec::new();
+    file.take(max_text_bytes() + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    check_text_size(what, bytes.len() as u64)?;
+    String::from_utf8(bytes)
+        .map_err(|_| ConfigError::new("", "cannot read file: stream did not contain valid UTF-8"))
+}
+
 /// An upper bound on a count, with its name and unit for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {

@@ -40,6 +40,11 @@ enum Command {
         /// else the CPU), `cpu`, `cuda` or `cuda:N`.
         #[arg(long, default_value = "auto")]
         device: String,
+        /// The most host memory the trial may need, e.g. `12G` [default: what the
+        /// machine has available]. A trial whose estimate is larger is refused before
+        /// it trains.
+        #[arg(long, env = "GRADSWEEP_MAX_MEMORY", value_parser = gradsweep_worker::memory::parse_max_memory)]
+        max_memory: Option<u64>,
     },
     /// Serve a coordinator: lease trials, train them, report every epoch, repeat.
     ///
@@ -61,6 +66,12 @@ enum Command {
         /// CPU threads, shared by the slots [default: all cores].
         #[arg(long, env = "GRADSWEEP_THREADS")]
         threads: Option<usize>,
+        /// The most host memory one trial may need, e.g. `12G`, for a machine shared by
+        /// several workers [default: what the machine has available]. A trial whose
+        /// estimate is larger is given back as failed, with the estimate, before it
+        /// trains.
+        #[arg(long, env = "GRADSWEEP_MAX_MEMORY", value_parser = gradsweep_worker::memory::parse_max_memory)]
+        max_memory: Option<u64>,
     },
     /// Measure training throughput (samples/s) on CIFAR-shaped synthetic data.
     ///
@@ -116,14 +127,16 @@ fn main() -> ExitCode {
             json,
             threads,
             device,
-        } => cli::train(&trial, json, threads, &device),
+            max_memory,
+        } => cli::train(&trial, json, threads, &device, max_memory),
         Command::Serve {
             coordinator,
             device,
             slots,
             name,
             threads,
-        } => cli::serve(coordinator, device, slots, name, threads),
+            max_memory,
+        } => cli::serve(coordinator, device, slots, name, threads, max_memory),
         Command::Bench {
             cases,
             n,

@@ -397,6 +397,8 @@ pub struct Available {
     pub host: Option<u64>,
     /// Device bytes free (GPU only), when known, and what was measured.
     pub device: Option<(u64, &'static str)>,
+    /// The worker's `--max-memory`, when given (`host` is at most this).
+    pub host_cap: Option<u64>,
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes; `None` where there is no such file.
@@ -418,8 +420,37 @@ pub fn mem_available(meminfo: &str) -> Option<u64> {
     Some(kb.saturating_mul(1024))
 }
 
-/// What `device` has: the host's `MemAvailable`, and on a GPU its free memory.
-pub fn available(device: &crate::device::Device) -> Available {
+/// Parses `--max-memory`: bytes, or a number with a binary suffix `K`, `M`, `G`, `T`.
+pub fn parse_max_memory(text: &str) -> Result<u64, String> {
+    parse_bytes(text).ok_or_else(|| {
+        format!("expected bytes, or a number with K, M, G or T (e.g. 12G); got {text:?}")
+    })
+}
+
+/// `4096`, `512K`, `12G`, `1.5T` → bytes (binary multiples); `None` when malformed or 0.
+pub fn parse_bytes(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let (number, scale) = match t.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let scale: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => return None,
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1),
+    };
+    let x: f64 = number.trim().parse().ok()?;
+    let bytes = x * scale as f64;
+    (x.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// What `device` has: the host's `MemAvailable` (at most `max_memory`, the worker's
+/// `--max-memory`, when given), and on a GPU its free memory.
+pub fn available(device: &crate::device::Device, max_memory: Option<u64>) -> Available {
     let gpu = match device {
         crate::device::Device::Cpu(_) => None,
         crate::device::Device::Cuda(gpu) => gpu
@@ -427,9 +458,14 @@ pub fn available(device: &crate::device::Device) -> Available {
             .ok()
             .map(|(free, _total)| (free as u64, "free on the GPU")),
     };
+    let host = match (host_available(), max_memory) {
+        (Some(h), Some(cap)) => Some(h.min(cap)),
+        (h, cap) => h.or(cap),
+    };
     Available {
-        host: host_available(),
+        host,
         device: gpu,
+        host_cap: max_memory,
     }
 }
 
@@ -466,7 +502,7 @@ pub fn check(estimate: &Estimate, cpu: bool, available: &Available) -> Result<()
                     parts: estimate.main_parts(Place::Host, true),
                     available: host,
                     where_: "host",
-                    what: "are available (MemAvailable)".into(),
+                    what: host_what(available),
                 });
             }
         }
@@ -499,21 +535,44 @@ pub fn check(estimate: &Estimate, cpu: bool, available: &Available) -> Result<()
     Ok(())
 }
 
+/// How the host's available memory was measured, for messages.
+fn host_what(available: &Available) -> String {
+    match available.host_cap {
+        Some(cap) => format!(
+            "are available (MemAvailable, at most --max-memory {})",
+            human(cap)
+        ),
+        None => "are available (MemAvailable)".into(),
+    }
+}
+
 /// Estimates `config` on `data` and checks it against what `device` has.
 pub fn check_trial(
     config: &TrialConfig,
     data: &Dataset,
     device: &crate::device::Device,
+    max_memory: Option<u64>,
 ) -> Result<Estimate, MemoryError> {
     let estimate = Estimate::new(&Shapes::of(config, data));
     let cpu = matches!(device, crate::device::Device::Cpu(_));
-    check(&estimate, cpu, &available(device))?;
+    check(&estimate, cpu, &available(device, max_memory))?;
     Ok(estimate)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Some(4096));
+        assert_eq!(parse_bytes("512K"), Some(512 << 10));
+        assert_eq!(parse_bytes("12g"), Some(12 << 30));
+        assert_eq!(parse_bytes("1.5T"), Some(3 << 39));
+        for bad in ["", "0", "-1G", "12Q", "G", "nan", "1e400"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
 
     fn shapes(hidden: Vec<usize>) -> Shapes {
         Shapes {
@@ -546,6 +605,7 @@ mod tests {
         let available = Available {
             host: Some(16_000_000_000),
             device: None,
+            host_cap: None,
         };
         let err = check(&e, true, &available).unwrap_err().to_string();
         assert!(!err.contains('\n'), "{err}");
@@ -564,6 +624,17 @@ mod tests {
         // The same trial fits nowhere; a small one fits.
         let small = Estimate::new(&shapes(vec![256, 128]));
         check(&small, true, &available).unwrap();
+        // Under --max-memory the message says what bounded it.
+        let capped = Available {
+            host: Some(1 << 20),
+            device: None,
+            host_cap: Some(1 << 20),
+        };
+        let err = check(&small, true, &capped).unwrap_err().to_string();
+        assert!(
+            err.contains("but 1.0 MB are available (MemAvailable, at most --max-memory 1.0 MB)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -592,6 +663,7 @@ mod tests {
         let tight = Available {
             host: Some(u64::MAX),
             device: Some((device_bytes - 1, "free on the GPU")),
+            host_cap: None,
         };
         let err = check(&e, false, &tight).unwrap_err().to_string();
         assert!(err.contains("of GPU memory"), "{err}");
@@ -599,6 +671,7 @@ mod tests {
         let roomy = Available {
             host: Some(u64::MAX),
             device: Some((device_bytes, "free on the GPU")),
+            host_cap: None,
         };
         check(&e, false, &roomy).unwrap();
     }

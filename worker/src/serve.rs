@@ -185,6 +185,9 @@ pub struct ServeOptions {
     pub threads: Option<usize>,
     /// How calls are retried while the coordinator is unreachable.
     pub backoff: Backoff,
+    /// The most host memory one trial may need (`--max-memory`); `None`: what the
+    /// machine has available.
+    pub max_memory: Option<u64>,
 }
 
 /// Why the lease loop could not run.
@@ -239,6 +242,8 @@ struct Shared {
     handle: tokio::runtime::Handle,
     backoff: Backoff,
     link: Mutex<Link>,
+    /// `--max-memory`.
+    max_memory: Option<u64>,
 }
 
 /// The coordinator could not be reached, or could not store the call (`UNAVAILABLE`):
@@ -462,6 +467,7 @@ pub async fn serve(
         handle: tokio::runtime::Handle::current(),
         backoff: options.backoff,
         link: Mutex::new(Link::default()),
+        max_memory: options.max_memory,
     });
 
     let total_threads = options
@@ -767,7 +773,8 @@ fn train_lease(
     // Before any buffer is allocated: splits that cannot train the trial, and more
     // memory than this worker has.
     trial::check_splits(&config, &data).map_err(|e| error(e.to_string()))?;
-    memory::check_trial(&config, &data, device).map_err(|e| error(e.to_string()))?;
+    memory::check_trial(&config, &data, device, shared.max_memory)
+        .map_err(|e| error(e.to_string()))?;
     // Why reporting stopped the trial, when it did.
     let mut refused: Option<Giveback> = None;
     let mut on_event = |event: Event<'_>| {

@@ -167,6 +167,7 @@ async fn run(script: Script, finished: usize) -> Vec<Call> {
             cap: Duration::from_millis(80),
             give_up_after: Duration::from_millis(1500),
         },
+        max_memory: Some(256 << 20),
     };
     let worker = tokio::spawn(serve(options, async {
         let _ = stopped.await;
@@ -207,16 +208,14 @@ fn fails(calls: &[Call]) -> Vec<(u32, FailKind, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_names_the_worker_and_each_refusal_has_its_kind() {
-    let huge = format!(
-        "dataset = \"synthetic:glyphs-tiny\"\nhidden = [{}]\n",
-        vec!["20000"; 50].join(", ")
-    );
+    // Within every spec limit, but more than this worker's --max-memory of 256 MiB.
+    let huge = "dataset = \"synthetic:glyphs-tiny\"\nhidden = [8192, 8192, 4096]\n";
     let script = Script::default();
     script.leases.lock().unwrap().extend([
         lease(0, TRIAL, ""),
         lease(1, TRIAL, "feedface"),
-        lease(2, &huge, ""),
-        lease(3, &format!("val_fraction = 0.0\n{TRIAL}"), ""),
+        lease(2, huge, ""),
+        lease(3, &format!("val_fraction = 0.0001\n{TRIAL}"), ""),
         lease(
             4,
             &TRIAL.replace("synthetic:glyphs-tiny", "synthetic:nope"),
@@ -263,11 +262,14 @@ async fn every_call_names_the_worker_and_each_refusal_has_its_kind() {
     let (index, kind, error) = &fails[1];
     assert_eq!((*index, *kind), (2, FailKind::Error), "{error}");
     assert!(error.starts_with("the trial needs about "), "{error}");
-    assert!(error.contains("are available (MemAvailable)"), "{error}");
+    assert!(
+        error.contains("are available (MemAvailable, at most --max-memory 268.4 MB)"),
+        "{error}"
+    );
     let (index, kind, error) = &fails[2];
     assert_eq!((*index, *kind), (3, FailKind::Error), "{error}");
     assert!(
-        error.contains("val_fraction = 0 leaves 0 validation images of 1,000"),
+        error.contains("val_fraction = 0.0001 leaves 0 validation images of 1,000"),
         "{error}"
     );
     let (index, kind, error) = &fails[3];

@@ -198,34 +198,12 @@ fn done_count(c: &TrialCounts) -> u32 {
     c.succeeded + c.diverged + c.failed + c.cancelled
 }
 
-/// The largest spec file `sweep submit` reads and sends (the coordinator has its own,
-/// smaller, limit on specs; this one only keeps the CLI from reading a huge file).
-pub const SPEC_FILE_MAX_BYTES: u64 = 16 << 20;
-
-/// Reads a spec file of at most [`SPEC_FILE_MAX_BYTES`], checking its size first.
+/// Reads a spec file, its size checked against `gradsweep_spec::limits` before it is
+/// read (the coordinator refuses bigger specs anyway; this keeps the CLI from reading
+/// or sending a huge file).
 fn read_spec(path: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| CliError(format!("cannot read {}: {e}", path.display()));
-    let too_big = |size: u64| {
-        CliError(format!(
-            "{}: the file is {size} bytes; a sweep spec may be at most {SPEC_FILE_MAX_BYTES} bytes",
-            path.display()
-        ))
-    };
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > SPEC_FILE_MAX_BYTES {
-        return Err(too_big(size));
-    }
-    let mut bytes = Vec::new();
-    file.take(SPEC_FILE_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > SPEC_FILE_MAX_BYTES {
-        return Err(too_big(bytes.len() as u64));
-    }
-    String::from_utf8(bytes)
-        .map_err(|e| CliError(format!("{}: not UTF-8 text: {e}", path.display())))
+    gradsweep_spec::limits::read_text_file(path, "sweep spec")
+        .map_err(|e| CliError(e.in_file(path).to_string()))
 }
 
 /// `sweep submit`: sends the spec file; returns the lines to print and the new sweep's id.

@@ -43,10 +43,9 @@ pub use values::{
     SGD_KEYS, parse_gradcheck, parse_gradcheck_layer, parse_optimizer,
 };
 
-use crate::limits::{self, MAX_TEXT_BYTES};
+use crate::limits;
 use keys::KEYS;
 use parse::at;
-use std::io::Read as _;
 use std::path::Path;
 use toml::{Table, Value};
 
@@ -62,7 +61,7 @@ impl TrialConfig {
     /// `trial.toml: optimizer.lr: must be a positive finite number, got -0.1`. A file
     /// over [`limits::MAX_TEXT_BYTES`] is refused without reading it.
     pub fn from_file(path: &Path) -> Result<TrialConfig, ConfigError> {
-        let text = read_text(path).map_err(|e| e.in_file(path))?;
+        let text = limits::read_text_file(path, "trial file").map_err(|e| e.in_file(path))?;
         TrialConfig::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
 
@@ -119,22 +118,6 @@ impl TrialConfig {
             .map(|i| format!("linear{i}"))
             .collect()
     }
-}
-
-/// Reads a text file of at most [`MAX_TEXT_BYTES`]: its size is checked before it is
-/// read, and no more than the limit is read whatever it claims (a pipe, `/dev/zero`).
-fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let cannot = |e: std::io::Error| ConfigError::new("", format!("cannot read file: {e}"));
-    let file = std::fs::File::open(path).map_err(cannot)?;
-    let claimed = file.metadata().map_err(cannot)?.len();
-    limits::check_text_size("trial file", claimed)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_TEXT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    limits::check_text_size("trial file", bytes.len() as u64)?;
-    String::from_utf8(bytes)
-        .map_err(|_| ConfigError::new("", "cannot read file: stream did not contain valid UTF-8"))
 }
 
 #[cfg(test)]

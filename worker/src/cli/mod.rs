@@ -31,39 +31,20 @@ fn cpu_pool(threads: Option<usize>) -> Result<(usize, rayon::ThreadPool)> {
     Ok((threads, pool))
 }
 
-/// The largest trial file `worker train` reads: a trial file is a few hundred bytes.
-pub const TRIAL_FILE_MAX_BYTES: u64 = 1 << 20;
-
-/// Reads a trial file of at most [`TRIAL_FILE_MAX_BYTES`], checking its size before
-/// reading it (and reading no more than that, whatever the size said), then parses it.
+/// Reads a trial file: its size is checked against `gradsweep_spec::limits` before it
+/// is read, then it is parsed; every error is one line naming the file.
 fn read_trial(path: &Path) -> Result<TrialConfig> {
-    use std::io::Read;
-    let too_big = |size: u64| {
-        anyhow::anyhow!(
-            "{}: the file is {size} bytes; a trial file may be at most {TRIAL_FILE_MAX_BYTES} bytes",
-            path.display()
-        )
-    };
-    let file = std::fs::File::open(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read file: {e}", path.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > TRIAL_FILE_MAX_BYTES {
-        return Err(too_big(size));
-    }
-    let mut bytes = Vec::new();
-    file.take(TRIAL_FILE_MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read file: {e}", path.display()))?;
-    if bytes.len() as u64 > TRIAL_FILE_MAX_BYTES {
-        return Err(too_big(bytes.len() as u64));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| anyhow::anyhow!("{}: not UTF-8 text: {e}", path.display()))?;
-    TrialConfig::from_toml_str(&text).map_err(|e| anyhow::Error::msg(e.in_file(path)))
+    TrialConfig::from_file(path).map_err(|e| anyhow::Error::msg(e.to_string()))
 }
 
 /// `worker train`.
-pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> Result<ExitCode> {
+pub fn train(
+    path: &Path,
+    json: bool,
+    threads: Option<usize>,
+    device: &str,
+    max_memory: Option<u64>,
+) -> Result<ExitCode> {
     let config = read_trial(path)?;
     let (threads, pool) = cpu_pool(threads)?;
     let (device, note) = device::resolve(device, threads)?;
@@ -74,7 +55,7 @@ pub fn train(path: &Path, json: bool, threads: Option<usize>, device: &str) -> R
     // Before any buffer is allocated: splits that cannot train the trial, and a trial
     // larger than the memory this machine has, are refused with one line.
     trial::check_splits(&config, &data)?;
-    gradsweep_worker::memory::check_trial(&config, &data, &device)?;
+    gradsweep_worker::memory::check_trial(&config, &data, &device, max_memory)?;
 
     let show = std::io::stderr().is_terminal();
     let bar = if show {
@@ -126,6 +107,7 @@ pub fn serve(
     slots: usize,
     name: Option<String>,
     threads: Option<usize>,
+    max_memory: Option<u64>,
 ) -> Result<ExitCode> {
     if threads == Some(0) {
         bail!("--threads: must be at least 1");
@@ -148,6 +130,7 @@ pub fn serve(
         name,
         threads,
         backoff: gradsweep_worker::serve::Backoff::default(),
+        max_memory,
     };
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -231,7 +214,7 @@ pub fn bench(
     for case in &chosen {
         let config = bench::config(case, epochs, batch);
         trial::check_splits(&config, &data).map_err(|e| anyhow::anyhow!("--batch: {e}"))?;
-        gradsweep_worker::memory::check_trial(&config, &data, &device)
+        gradsweep_worker::memory::check_trial(&config, &data, &device, None)
             .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
     }
     if !json {
