@@ -2103,6 +2103,20 @@ mod tests {
         ));
     }
 
+    /// Opens the database again once the previous handles are gone: sled's background
+    /// flusher keeps the file lock for a moment after the last handle is dropped.
+    fn reopen(dir: &TempDir, now_ms: u64) -> Store {
+        let started = std::time::Instant::now();
+        loop {
+            match Store::open_at(&dir.0, POLICY, now_ms) {
+                Err(Error::Locked(_)) if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                other => return other.unwrap(),
+            }
+        }
+    }
+
     #[test]
     fn reopen_keeps_everything_and_gives_leases_a_fresh_deadline() {
         let dir = TempDir::new("reopen");
@@ -2117,7 +2131,7 @@ mod tests {
             (sweep, w, leased, finished)
         };
         // Reopened long after the lease's deadline (1000): the outage costs nothing.
-        let store = Store::open_at(&dir.0, POLICY, 50_000).unwrap();
+        let store = reopen(&dir, 50_000);
         let s = store.sweep(sweep.id).unwrap();
         let counts = s.counts.unwrap();
         assert_eq!((counts.succeeded, counts.leased, counts.pending), (1, 1, 2));
@@ -2192,7 +2206,7 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        let store = Store::open_at(&dir.0, POLICY, 100).unwrap();
+        let store = reopen(&dir, 100);
         let t = store.trial((5, 0)).unwrap();
         assert_eq!((t.failures, t.lost, t.history.len()), (0, 0, 0));
         assert_eq!(t.lease_deadline_unix_ms, 1100);
