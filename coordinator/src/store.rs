@@ -7,11 +7,14 @@
 //! - `trials`: sweep id (u64 BE) ‖ index (u32 BE) → [`Trial`]
 //! - `epochs`: sweep id ‖ index ‖ attempt (u32 BE) ‖ epoch (u32 BE) → [`EpochReport`]
 //! - `workers`: worker id (u64 BE) → [`Worker`]
-//! - `meta`: `schema_version` → u32 BE
+//! - `meta`: `schema_version` → u32 BE; `last_sweep_id` → u64 BE
 //!
 //! Values are prost-encoded; fields added later (a trial's `failures`, `lost` and
-//! `history`) read as zero/empty from older records. Sweep and worker ids come from
-//! sled's `generate_id`, so they never repeat across restarts. Lease ids are random
+//! `history`) read as zero/empty from older records. Sweep ids are 1, 2, 3, … per
+//! database, ids a person can type: `last_sweep_id` is read and advanced in the
+//! transaction that stores the sweep, and a database from before it continues after
+//! its largest sweep id. Worker ids come from sled's `generate_id`; neither kind ever
+//! repeats across restarts. Lease ids are random
 //! non-zero 64-bit numbers from the operating system's RNG: a lease is a secret shared
 //! by the coordinator and the worker holding it, never sent to a client.
 //!
@@ -185,11 +188,15 @@ pub struct Store {
     trials: sled::Tree,
     epochs: sled::Tree,
     workers: sled::Tree,
+    meta: sled::Tree,
     policy: LeasePolicy,
     index: Mutex<Index>,
     /// The first storage failure's cause, once there was one.
     failure: watch::Sender<Option<String>>,
 }
+
+/// The `meta` key of the last sweep id given out (u64 BE).
+const LAST_SWEEP_ID: &str = "last_sweep_id";
 
 /// The `trials` key of a trial.
 pub fn trial_key((sweep, index): TrialId) -> [u8; 12] {
@@ -243,6 +250,18 @@ fn untx<T>(r: Result<T, TransactionError<Error>>) -> Result<T, Error> {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => Error::Storage(e),
     })
+}
+
+/// A stored u64 BE (a sweep key, the sweep id counter); anything else is corruption,
+/// named by `what`.
+fn be_u64(bytes: &[u8], what: &str) -> Result<u64, Error> {
+    let b: [u8; 8] = bytes.try_into().map_err(|_| {
+        Error::Internal(format!(
+            "{what}: {} bytes stored where an 8-byte id belongs",
+            bytes.len()
+        ))
+    })?;
+    Ok(u64::from_be_bytes(b))
 }
 
 /// Whether `trial` is leased under `lease`'s id.
@@ -494,11 +513,27 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
+        let sweeps = db.open_tree("sweeps")?;
+        // A database from before the counter (or one whose counter is behind, which
+        // nothing writes) continues after its largest sweep id: keys are u64 BE, so
+        // the last key is the largest.
+        let largest = match sweeps.last()? {
+            Some((k, _)) => be_u64(&k, "sweeps key")?,
+            None => 0,
+        };
+        let counter = match meta.get(LAST_SWEEP_ID)? {
+            Some(v) => be_u64(&v, LAST_SWEEP_ID)?,
+            None => 0,
+        };
+        if counter < largest {
+            meta.insert(LAST_SWEEP_ID, &largest.to_be_bytes())?;
+        }
         let store = Store {
-            sweeps: db.open_tree("sweeps")?,
+            sweeps,
             trials: db.open_tree("trials")?,
             epochs: db.open_tree("epochs")?,
             workers: db.open_tree("workers")?,
+            meta,
             db,
             policy,
             index: Mutex::new(Index::default()),
@@ -651,7 +686,15 @@ impl Store {
     pub fn submit(&self, new: &NewSweep<'_>, now_ms: u64) -> Result<Sweep, Error> {
         let sweep = self.write(|| {
             let mut index = self.lock();
-            let id = self.db.generate_id()?;
+            // Every write holds the index lock, so the counter read here is the one the
+            // transaction below advances; the transaction checks it all the same.
+            let last = match self.meta.get(LAST_SWEEP_ID)? {
+                Some(v) => be_u64(&v, LAST_SWEEP_ID)?,
+                None => 0,
+            };
+            let id = last
+                .checked_add(1)
+                .ok_or_else(|| Error::Internal("sweep ids are exhausted".into()))?;
             let sweep = Sweep {
                 id,
                 name: new.name.to_owned(),
@@ -688,15 +731,22 @@ impl Store {
                     (trial_key((id, t.index as u32)), trial.encode_to_vec())
                 })
                 .collect();
-            untx(
-                (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
+            untx((&self.sweeps, &self.trials, &self.meta).transaction(
+                |(sweeps, trials, meta)| {
+                    let stored = meta.get(LAST_SWEEP_ID)?;
+                    if stored.as_deref().unwrap_or(&[0u8; 8][..]) != last.to_be_bytes() {
+                        return Err(ConflictableTransactionError::Abort(Error::Internal(
+                            "the sweep id counter changed during a submit".into(),
+                        )));
+                    }
                     for (k, v) in &records {
                         trials.insert(&k[..], v.as_slice())?;
                     }
                     tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
+                    meta.insert(LAST_SWEEP_ID, &id.to_be_bytes())?;
                     Ok(())
-                }),
-            )?;
+                },
+            ))?;
             index.sweeps.insert(id, SweepInfo::default());
             index
                 .pending
@@ -2216,6 +2266,79 @@ mod tests {
         let (_, n) = store.retry(5, false, 0).unwrap();
         assert_eq!(n, 1);
         assert_eq!(store.trial((5, 1)).unwrap().state(), TrialState::Pending);
+    }
+
+    #[test]
+    fn sweep_ids_are_1_2_3_across_a_restart() {
+        let dir = TempDir::new("ids");
+        {
+            let store = open(&dir);
+            // A worker registered first takes no sweep id (worker ids are sled's).
+            store.register("w", "cpu", 1, 0).unwrap();
+            assert_eq!(submit(&store).id, 1);
+            assert_eq!(submit(&store).id, 2);
+            store.flush_blocking().unwrap();
+        }
+        let store = reopen(&dir, 0);
+        store.register("w2", "cpu", 1, 0).unwrap();
+        assert_eq!(submit(&store).id, 3);
+        let ids: Vec<u64> = store.sweeps().unwrap().iter().map(|s| s.id).collect();
+        assert_eq!(ids, [3, 2, 1]);
+    }
+
+    #[test]
+    fn a_database_from_before_the_counter_continues_after_its_largest_sweep() {
+        let dir = TempDir::new("ids-old");
+        {
+            // Ids as sled's generate_id gave them, and no counter in `meta`.
+            let db = sled::open(&dir.0).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("schema_version", &1u32.to_be_bytes())
+                .unwrap();
+            let sweeps = db.open_tree("sweeps").unwrap();
+            for id in [2u64, 27, 2_000_000] {
+                let sweep = Sweep {
+                    id,
+                    name: "old".into(),
+                    spec_toml: SPEC.into(),
+                    ..Sweep::default()
+                };
+                sweeps
+                    .insert(id.to_be_bytes(), sweep.encode_to_vec())
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = reopen(&dir, 0);
+        assert_eq!(submit(&store).id, 2_000_001);
+        assert_eq!(submit(&store).id, 2_000_002);
+        assert_eq!(store.sweep(27).unwrap().name, "old");
+    }
+
+    #[test]
+    fn a_damaged_sweep_id_counter_is_one_line_naming_it() {
+        let dir = TempDir::new("ids-bad");
+        {
+            let db = sled::open(&dir.0).unwrap();
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("schema_version", &1u32.to_be_bytes()).unwrap();
+            meta.insert("last_sweep_id", &[1u8, 2, 3][..]).unwrap();
+            db.flush().unwrap();
+        }
+        let started = std::time::Instant::now();
+        let e = loop {
+            match Store::open_at(&dir.0, POLICY, 0) {
+                Err(Error::Locked(_)) if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => break e,
+                Ok(_) => panic!("a 3-byte counter was accepted"),
+            }
+        };
+        let line = e.to_string();
+        assert!(line.contains("last_sweep_id: 3 bytes"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 
     #[test]
