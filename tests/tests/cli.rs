@@ -487,9 +487,10 @@ async fn status_names_the_workers_and_their_trials() {
         .into_inner()
         .leases;
     assert_eq!(leases.len(), 2);
-    let status = stdout(&sweep(&addr, &["status", "0"]));
+    // The first sweep of a database is sweep 1.
+    let status = stdout(&sweep(&addr, &["status", "1"]));
     let expected = format!(
-        "worker by-hand (cpu-test) running 0/{}, 0/{}",
+        "worker by-hand (cpu-test) running 1/{}, 1/{}",
         leases[0].index, leases[1].index
     );
     assert!(status.contains(&expected), "{expected:?} not in {status}");
