@@ -230,6 +230,15 @@ fn check(inv: &Invocation, helps: &mut Helps) -> Vec<String> {
                         "{}: `{whose}` has no flag --{name} (see `{whose} --help`)",
                         inv.at
                     ));
+                    // Whether it took a value is unknown: skip a word that is not a
+                    // subcommand, so that one unknown flag is one problem.
+                    if !inline_value
+                        && let Some(next) = inv.args.get(i)
+                        && !next.starts_with('-')
+                        && !(has_subcommands && sub.is_empty() && subcommands(&inv.binary).contains(next))
+                    {
+                        i += 1;
+                    }
                 }
                 Some(true) if !inline_value => i += 1,
                 Some(_) => {}
