@@ -235,7 +235,9 @@ fn check(inv: &Invocation, helps: &mut Helps) -> Vec<String> {
                     if !inline_value
                         && let Some(next) = inv.args.get(i)
                         && !next.starts_with('-')
-                        && !(has_subcommands && sub.is_empty() && subcommands(&inv.binary).contains(next))
+                        && !(has_subcommands
+                            && sub.is_empty()
+                            && subcommands(&inv.binary).contains(next))
                     {
                         i += 1;
                     }
