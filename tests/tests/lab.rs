@@ -567,6 +567,7 @@ async fn workers_ride_out_a_coordinator_down_for_20_seconds() {
     for (name, w) in [("w1", &mut w1), ("w2", &mut w2)] {
         assert!(w.0.try_wait().unwrap().is_none(), "{name} exited");
         let log = log_of(&dir.0, name);
+        eprintln!("{name}'s log:\n{log}");
         assert!(
             log.lines().count() < 30,
             "{name} logged a line per retry instead of one per change:\n{log}"
