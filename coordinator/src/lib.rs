@@ -24,7 +24,7 @@ pub mod service;
 pub mod store;
 pub mod table;
 
-pub use error::Error;
 pub use auth::{Role, Tokens};
+pub use error::Error;
 pub use server::{Network, ServerConfig, run, serve};
 pub use store::{LeasePolicy, Store};

@@ -423,8 +423,18 @@ impl WorkerService for Coordinator {
         let state = self.store.complete(&lease, &result).map_err(status)?;
         self.store.flush().await.map_err(status)?;
         self.changed(&lease, state, 0);
-        tracing::info!(sweep = lease.sweep_id, index = lease.index, worker = lease.worker_id, state = state.as_str_name(), "trial finished");
-        if let Ok(s) = self.store.sweep(lease.sweep_id) && s.state() == SweepState::Finished { tracing::info!(sweep = s.id, "sweep finished"); }
+        tracing::info!(
+            sweep = lease.sweep_id,
+            index = lease.index,
+            worker = lease.worker_id,
+            state = state.as_str_name(),
+            "trial finished"
+        );
+        if let Ok(s) = self.store.sweep(lease.sweep_id)
+            && s.state() == SweepState::Finished
+        {
+            tracing::info!(sweep = s.id, "sweep finished");
+        }
         Ok(Response::new(CompleteResponse {
             state: state as i32,
         }))
@@ -440,7 +450,12 @@ impl WorkerService for Coordinator {
         self.store.flush().await.map_err(status)?;
         self.changed(&lease, state, 0);
         tracing::info!(sweep = lease.sweep_id, index = lease.index, worker = lease.worker_id, kind = r.kind().as_str_name(), reason = %r.error, state = state.as_str_name(), "trial attempt failed");
-        if state == TrialState::Failed && let Ok(s) = self.store.sweep(lease.sweep_id) && s.state() == SweepState::Finished { tracing::info!(sweep = s.id, "sweep finished"); }
+        if state == TrialState::Failed
+            && let Ok(s) = self.store.sweep(lease.sweep_id)
+            && s.state() == SweepState::Finished
+        {
+            tracing::info!(sweep = s.id, "sweep finished");
+        }
         Ok(Response::new(FailResponse {
             state: state as i32,
         }))

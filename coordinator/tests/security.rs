@@ -12,9 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
 const SWEEP: &str = env!("CARGO_BIN_EXE_sweep");
@@ -28,10 +28,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "gradsweep-security-{tag}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("gradsweep-security-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -142,10 +140,10 @@ async fn health(channel: Channel, token: Option<&str>) -> Result<ServingStatus, 
 
 /// The services reflection v1 lists.
 async fn reflected_v1(channel: Channel, token: Option<&str>) -> Vec<String> {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -166,10 +164,10 @@ async fn reflected_v1(channel: Channel, token: Option<&str>) -> Vec<String> {
 
 /// The services reflection v1alpha lists.
 async fn reflected_v1alpha(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -246,14 +244,21 @@ async fn each_token_opens_only_its_roles_service_and_probes_need_none() {
         }
     }
     let alpha = reflected_v1alpha(ch.clone()).await;
-    assert!(alpha.iter().any(|s| s == "gradsweep.v1.SweepService"), "{alpha:?}");
+    assert!(
+        alpha.iter().any(|s| s == "gradsweep.v1.SweepService"),
+        "{alpha:?}"
+    );
 
     // The messages name the fix.
     let missing = SweepServiceClient::new(ch.clone())
         .list_sweeps(ListSweepsRequest::default())
         .await
         .unwrap_err();
-    assert!(missing.message().contains("--token-file"), "{}", missing.message());
+    assert!(
+        missing.message().contains("--token-file"),
+        "{}",
+        missing.message()
+    );
     let crossed = WorkerServiceClient::new(ch.clone())
         .register(with_token(RegisterRequest::default(), Some(CLIENT_TOKEN)))
         .await
@@ -361,7 +366,10 @@ fn token_files_that_are_empty_missing_or_shared_are_refused_at_start() {
         .unwrap_or_else(|| panic!("{flag}: {why} must be refused"));
         assert_eq!(status, 1);
         assert_eq!(err.trim().lines().count(), 1, "{err}");
-        assert!(err.contains(flag) && err.contains(why), "{flag} {why}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(why),
+            "{flag} {why}: {err}"
+        );
     }
 }
 
@@ -370,7 +378,10 @@ async fn health_is_serving_then_not_serving_once_shutdown_begins() {
     let dir = TempDir::new("health");
     let (mut coord, addr) = start(&dir, &["--drain-delay", "60s"]).unwrap();
     let ch = channel(&addr).await;
-    assert_eq!(health(ch.clone(), None).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(
+        health(ch.clone(), None).await.unwrap(),
+        ServingStatus::Serving
+    );
     let status = Command::new("kill")
         .args(["-TERM", &coord.0.id().to_string()])
         .status()
@@ -383,7 +394,10 @@ async fn health_is_serving_then_not_serving_once_shutdown_begins() {
         if now == ServingStatus::NotServing {
             break;
         }
-        assert!(Instant::now() < deadline, "still {now:?} 30 s after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "still {now:?} 30 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Calls are still served while draining.
@@ -463,9 +477,7 @@ async fn json_logs_name_sweeps_workers_failures_and_lost_leases() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sweeps
-        .cancel_sweep(CancelSweepRequest {
-            sweep_id: sweep.id,
-        })
+        .cancel_sweep(CancelSweepRequest { sweep_id: sweep.id })
         .await
         .unwrap();
     // Each log line is one JSON object; the events carry their fields.
@@ -498,7 +510,10 @@ async fn json_logs_name_sweeps_workers_failures_and_lost_leases() {
     let failed = find("trial attempt failed");
     assert_eq!(failed["fields"]["reason"], "out of disk for the dataset");
     assert_eq!(failed["fields"]["index"], first.index);
-    assert_eq!(find("worker lost: its lease expired")["fields"]["worker"], worker_id);
+    assert_eq!(
+        find("worker lost: its lease expired")["fields"]["worker"],
+        worker_id
+    );
     assert_eq!(find("sweep cancelled")["fields"]["sweep"], sweep.id);
     assert_eq!(find("sweep submitted")["level"], "INFO");
 }

@@ -56,10 +56,14 @@ impl Interceptor for Bearer {
 pub fn parse_token(text: &str, what: &str) -> Result<String, String> {
     let token = text.trim();
     if token.is_empty() {
-        return Err(format!("{what} is empty: it must hold the token on one line"));
+        return Err(format!(
+            "{what} is empty: it must hold the token on one line"
+        ));
     }
     if token.contains(['\n', '\r']) {
-        return Err(format!("{what} has more than one line: it must hold the token on one line"));
+        return Err(format!(
+            "{what} has more than one line: it must hold the token on one line"
+        ));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(
@@ -93,9 +97,9 @@ pub fn client_token(token_file: Option<&Path>) -> Result<Option<String>, String>
     match std::env::var(TOKEN_ENV) {
         Ok(v) if !v.trim().is_empty() => parse_token(&v, TOKEN_ENV).map(Some),
         Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(format!("{TOKEN_ENV}: the token must be printable ASCII without spaces"))
-        }
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+            "{TOKEN_ENV}: the token must be printable ASCII without spaces"
+        )),
     }
 }
 
@@ -180,7 +184,10 @@ pub fn transport_problem(url: &str, error: &(dyn std::error::Error + 'static)) -
 
 /// [`transport_problem`] for a failed call's status.
 pub fn status_problem(url: &str, status: &Status) -> Option<String> {
-    if !matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal) {
+    if !matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Internal
+    ) {
         return None;
     }
     let mut text = status.message().to_owned();
@@ -277,7 +284,11 @@ pub async fn connect(
 
 /// A channel to `url` that connects on first use (for a worker that starts before the
 /// coordinator); TLS, CA and token as for [`connect`].
-pub fn connect_lazy(url: &str, ca: Option<&Path>, token: Option<&str>) -> Result<AuthChannel, String> {
+pub fn connect_lazy(
+    url: &str,
+    ca: Option<&Path>,
+    token: Option<&str>,
+) -> Result<AuthChannel, String> {
     let endpoint = endpoint(url, ca)?;
     let bearer = Bearer::new(token)?;
     Ok(InterceptedService::new(endpoint.connect_lazy(), bearer))
@@ -311,13 +322,19 @@ mod tests {
             "transport error: h2 protocol error: frame with invalid size",
         )
         .unwrap();
-        assert!(plain.contains("use https://127.0.0.1:1 and --ca FILE"), "{plain}");
+        assert!(
+            plain.contains("use https://127.0.0.1:1 and --ca FILE"),
+            "{plain}"
+        );
         let ca = explain(
             "https://localhost:1",
             "transport error: invalid peer certificate: UnknownIssuer",
         )
         .unwrap();
         assert!(ca.contains("--ca FILE"), "{ca}");
-        assert_eq!(explain("http://h:1", "tcp connect error: Connection refused"), None);
+        assert_eq!(
+            explain("http://h:1", "tcp connect error: Connection refused"),
+            None
+        );
     }
 }

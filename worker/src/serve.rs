@@ -35,6 +35,7 @@ use crate::device::{self, DeviceError};
 use crate::train::Event;
 use crate::trial::{self, TrialRecord};
 use crate::{memory, wire, with_backend};
+use gradsweep_proto::client::AuthChannel as Channel;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
     CompleteRequest, FailKind, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest,
@@ -42,11 +43,10 @@ use gradsweep_proto::{
 };
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use gradsweep_proto::client::AuthChannel as Channel;
-use std::path::PathBuf;
 use tonic::{Code, Status};
 
 /// Logs a line through `tracing` (the binary sends it to stderr as text or JSON; a
@@ -484,15 +484,12 @@ pub async fn serve_with(
             reason: "expected http://HOST:PORT or https://HOST:PORT".into(),
         });
     }
-    let channel = gradsweep_proto::client::connect_lazy(
-        &url,
-        access.ca.as_deref(),
-        access.token.as_deref(),
-    )
-    .map_err(|reason| ServeError::Setup {
-        url: url.clone(),
-        reason,
-    })?;
+    let channel =
+        gradsweep_proto::client::connect_lazy(&url, access.ca.as_deref(), access.token.as_deref())
+            .map_err(|reason| ServeError::Setup {
+                url: url.clone(),
+                reason,
+            })?;
     let mut client = WorkerServiceClient::new(channel);
     let started = Instant::now();
     let mut retry = 0;
@@ -750,8 +747,8 @@ fn run_lease(
         .expect("active leases lock")
         .insert(lease.lease_id, (lease_ref, abandon.clone()));
     let label = TrialConfig::from_toml_str(&lease.config_toml)
-        .map(|c| c.name)
-        .unwrap_or_else(|_| "?".to_owned());
+        .map(|c| config_label(&c))
+        .unwrap_or_else(|_| "config refused".to_owned());
     let started = Instant::now();
     tracing::info!(
         sweep = lease.sweep_id,
@@ -857,6 +854,25 @@ fn run_lease(
         }
     ));
     shared.fail(&lease, lease_ref, kind, error);
+}
+
+/// A trial's config in a few words for the log: its name and the usual ablation axes,
+/// e.g. `deep-sigmoid activation=sigmoid init=xavier batchnorm=true seed=2`.
+fn config_label(config: &TrialConfig) -> String {
+    let mut label = config.name.clone();
+    for key in [
+        "activation",
+        "init",
+        "batchnorm",
+        "regularization",
+        "hidden",
+        "seed",
+    ] {
+        if let Some(text) = config.field_text(key) {
+            label.push_str(&format!(" {key}={text}"));
+        }
+    }
+    label
 }
 
 /// Parses, loads, checks and trains; reports each epoch as it ends. `Err` says how

@@ -80,14 +80,13 @@ fn parse_delay(s: &str) -> Result<Duration, String> {
 /// Logs on stderr: `RUST_LOG` (default `info`), as text or JSON lines.
 fn init_logs(format: &str) -> Result<(), String> {
     use std::io::IsTerminal as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|e| {
-            if std::env::var_os("RUST_LOG").is_some() {
-                Err(format!("RUST_LOG: {e}"))
-            } else {
-                Ok(tracing_subscriber::EnvFilter::new("info"))
-            }
-        })?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().or_else(|e| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            Err(format!("RUST_LOG: {e}"))
+        } else {
+            Ok(tracing_subscriber::EnvFilter::new("info"))
+        }
+    })?;
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -187,7 +186,8 @@ async fn serve(args: Args) -> Result<(), String> {
     let addr = listener
         .local_addr()
         .map_err(|e| format!("--listen {}: {e}", args.listen))?;
-    if !addr.ip().is_loopback() && !args.insecure && !(tokens.both() && tls.is_some()) {
+    let guarded = tokens.both() && tls.is_some();
+    if !(addr.ip().is_loopback() || args.insecure || guarded) {
         let mut missing = Vec::new();
         if tls.is_none() {
             missing.push("--tls-cert/--tls-key");

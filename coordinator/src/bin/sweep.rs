@@ -176,9 +176,12 @@ async fn run(args: Args) -> Result<String, CliError> {
     {
         return cli::demo::run(*workers, device, dataset, *epochs).await;
     }
-    let mut client =
-        cli::connect_with(&args.coordinator, args.ca.as_deref(), args.token_file.as_deref())
-            .await?;
+    let mut client = cli::connect_with(
+        &args.coordinator,
+        args.ca.as_deref(),
+        args.token_file.as_deref(),
+    )
+    .await?;
     match args.command {
         Command::Submit { spec, watch } => {
             let (text, id) = cli::submit(&mut client, &spec).await?;

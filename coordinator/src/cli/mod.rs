@@ -11,10 +11,10 @@
 pub mod demo;
 pub mod render;
 
+use gradsweep_proto::client::{AuthChannel, ConnectError};
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
 use std::fmt::Write as _;
-use gradsweep_proto::client::{AuthChannel, ConnectError};
 use std::path::Path;
 
 /// The address used when neither `--coordinator` nor `GRADSWEEP_COORDINATOR` is set.
@@ -86,9 +86,9 @@ pub async fn connect_with(
     let (channel, _) = gradsweep_proto::client::connect(&addr, ca, token.as_deref())
         .await
         .map_err(|e| match e {
-            ConnectError::Setup(line) if line.starts_with('"') => {
-                CliError(format!("--coordinator {line}; expected e.g. {DEFAULT_COORDINATOR}"))
-            }
+            ConnectError::Setup(line) if line.starts_with('"') => CliError(format!(
+                "--coordinator {line}; expected e.g. {DEFAULT_COORDINATOR}"
+            )),
             ConnectError::Setup(line) => CliError(line),
             ConnectError::Unreachable(why) => unreachable(&addr, &why),
         })?;
