@@ -373,6 +373,49 @@ fn token_files_that_are_empty_missing_or_shared_are_refused_at_start() {
     }
 }
 
+#[test]
+fn tls_files_that_are_missing_or_not_pem_are_refused_at_start() {
+    let dir = TempDir::new("tlsfiles");
+    let text = dir.file("notes.txt", "not a certificate\n");
+    let junk = dir.file(
+        "junk.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    let junk_key = dir.file(
+        "junk.key",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let missing = dir.0.join("missing.pem");
+    let p = |p: &Path| p.display().to_string();
+    let cases = [
+        (p(&missing), p(&junk_key), "--tls-cert", "cannot read it"),
+        (
+            p(&text),
+            p(&junk_key),
+            "--tls-cert",
+            "not a PEM certificate",
+        ),
+        (p(&junk), p(&text), "--tls-key", "not a PEM private key"),
+        (
+            p(&junk),
+            p(&junk_key),
+            "--tls-cert/--tls-key",
+            "cannot serve TLS",
+        ),
+    ];
+    for (cert, key, flag, why) in cases {
+        let (status, err) = start(&dir, &["--tls-cert", &cert, "--tls-key", &key])
+            .err()
+            .unwrap_or_else(|| panic!("{flag}: {why} must be refused"));
+        assert_eq!(status, 1);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(flag) && err.contains(why),
+            "{flag} {why}: {err}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_serving_then_not_serving_once_shutdown_begins() {
     let dir = TempDir::new("health");

@@ -179,14 +179,88 @@ fn causes(e: &(dyn std::error::Error + 'static)) -> String {
 /// only, or a certificate this client does not trust. `None` for anything else (the
 /// coordinator is down or unreachable: worth retrying).
 pub fn transport_problem(url: &str, error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    explain(url, &causes(error))
+    explain_or_sniff(url, &causes(error))
+}
+
+/// What the server at an address speaks, found by sending it an HTTP/2 preface: a TLS
+/// server answers with a TLS alert record, a plaintext gRPC server with an HTTP/2
+/// SETTINGS or GOAWAY frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Speaks {
+    Tls,
+    PlainHttp2,
+}
+
+/// Asks the server of `url` what it speaks (a few seconds at most); `None` when it
+/// cannot be told (nothing answers, or something else).
+fn sniff(url: &str) -> Option<Speaks> {
+    use std::io::{Read as _, Write as _};
+    use std::net::ToSocketAddrs as _;
+    let uri: tonic::codegen::http::Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if url.starts_with("https://") { 443 } else { 80 });
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    let wait = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, wait).ok()?;
+    stream.set_read_timeout(Some(wait)).ok()?;
+    stream.set_write_timeout(Some(wait)).ok()?;
+    // The client preface, then an empty SETTINGS frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .ok()?;
+    let mut head = [0u8; 9];
+    let mut got = 0;
+    while got < head.len() {
+        match stream.read(&mut head[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    match head {
+        // A TLS record: alert (21) or handshake (22), version 3.x.
+        [21 | 22, 3, ..] if got >= 2 => Some(Speaks::Tls),
+        // An HTTP/2 frame header: type SETTINGS (4) or GOAWAY (7) on stream 0.
+        [_, _, _, 4 | 7, _, 0, 0, 0, 0] if got == 9 => Some(Speaks::PlainHttp2),
+        _ => None,
+    }
+}
+
+/// [`explain`], else, for a failure after a connection was made, what the server
+/// speaks, asked directly ([`sniff`]).
+fn explain_or_sniff(url: &str, text: &str) -> Option<String> {
+    if let Some(line) = explain(url, text) {
+        return Some(line);
+    }
+    // Nothing listening, or no such host: not a TLS mismatch.
+    if [
+        "Connection refused",
+        "tcp connect error",
+        "dns error",
+        "failed to lookup",
+    ]
+    .iter()
+    .any(|n| text.contains(n))
+    {
+        return None;
+    }
+    let https = url.starts_with("https://");
+    match (https, sniff(url)?) {
+        (false, Speaks::Tls) => explain(url, "h2 protocol error: the server answered with TLS"),
+        (true, Speaks::PlainHttp2) => explain(
+            url,
+            "peer is incompatible: the server answered plaintext HTTP/2",
+        ),
+        _ => None,
+    }
 }
 
 /// [`transport_problem`] for a failed call's status.
 pub fn status_problem(url: &str, status: &Status) -> Option<String> {
     if !matches!(
         status.code(),
-        Code::Unavailable | Code::Unknown | Code::Internal
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
     ) {
         return None;
     }
@@ -195,7 +269,7 @@ pub fn status_problem(url: &str, status: &Status) -> Option<String> {
         text.push_str(": ");
         text.push_str(&causes(source));
     }
-    explain(url, &text)
+    explain_or_sniff(url, &text)
 }
 
 fn explain(url: &str, text: &str) -> Option<String> {

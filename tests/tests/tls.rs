@@ -160,16 +160,16 @@ fn a_sweep_finishes_over_tls_with_tokens_and_mismatches_are_one_clear_line() {
         );
     }
 
-    // A worker speaking plaintext to the TLS server stops at once with the fix.
-    let mut plain_worker = worker_command(
-        &plain,
-        "plain-worker",
-        1,
-        &["--token-file", path(&worker_token)],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("worker starts");
+    // A worker speaking plaintext to the TLS server (its address from
+    // GRADSWEEP_COORDINATOR) stops at once with the fix.
+    let mut plain_worker = Command::new(binary("worker"))
+        .args(["serve", "--device", "cpu", "--threads", "1", "--token-file"])
+        .arg(&worker_token)
+        .env("GRADSWEEP_COORDINATOR", &plain)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("worker starts");
     let started = Instant::now();
     while plain_worker.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(60) {

@@ -176,6 +176,17 @@ async fn serve(args: Args) -> Result<(), String> {
         )),
         _ => None,
     };
+    if let Some(identity) = &tls {
+        // Parsed here, so that a bad certificate or key stops the start with one line.
+        tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity.clone()))
+            .map_err(|e| {
+                format!(
+                    "--tls-cert/--tls-key: cannot serve TLS with them ({})",
+                    gradsweep_proto::client::root_cause(&e)
+                )
+            })?;
+    }
     let store = Store::open(&args.db, policy).map_err(|e| match e {
         gradsweep_coordinator::Error::Locked(_) => e.to_string(),
         e => format!("--db {}: {e}", args.db.display()),
