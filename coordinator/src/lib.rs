@@ -8,12 +8,15 @@
 //!   epochs, idempotent completion).
 //! - [`table`]: comparison tables (mean ± std per row of chosen axes).
 //! - [`service`]: `SweepService` and `WorkerService` over the store.
-//! - [`server`]: [`run`]: both services on one listener until shutdown.
+//! - [`server`]: [`run`] and [`serve`]: both services, health and reflection on one
+//!   listener until shutdown; [`serve`] with tokens and TLS ([`Network`]).
+//! - [`auth`]: the two roles' tokens and the interceptor that checks them.
 //! - [`error`]: the crate's error type.
 //!
 //! The `coordinator` binary (`src/bin/coordinator.rs`) parses flags, opens the store,
 //! binds and calls [`run`].
 
+pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod server;
@@ -21,6 +24,7 @@ pub mod service;
 pub mod store;
 pub mod table;
 
+pub use auth::{Role, Tokens};
 pub use error::Error;
-pub use server::{ServerConfig, run};
+pub use server::{Network, ServerConfig, run, serve};
 pub use store::{LeasePolicy, Store};

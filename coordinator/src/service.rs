@@ -142,6 +142,7 @@ impl SweepService for Coordinator {
         .map_err(|e| status(Error::Internal(format!("submit task failed: {e}"))))?
         .map_err(status)?;
         self.store.flush().await.map_err(status)?;
+        tracing::info!(sweep = sweep.id, name = %sweep.name, trials = sweep.counts.as_ref().map_or(0, |c| c.pending), "sweep submitted");
         Ok(Response::new(SubmitSweepResponse {
             sweep: Some(listed(sweep)),
         }))
@@ -262,6 +263,7 @@ impl SweepService for Coordinator {
         let id = request.into_inner().sweep_id;
         let sweep = self.store.cancel(id).map_err(status)?;
         self.store.flush().await.map_err(status)?;
+        tracing::info!(sweep = id, "sweep cancelled");
         let _ = self.changes.send(Change {
             sweep_id: id,
             index: 0,
@@ -341,6 +343,7 @@ impl WorkerService for Coordinator {
             .register(&r.name, &r.device, r.slots, now_ms())
             .map_err(status)?;
         let ttl = self.store.policy().ttl_ms;
+        tracing::info!(worker = worker.id, name = %r.name, device = %r.device, slots = r.slots, "worker registered");
         Ok(Response::new(RegisterResponse {
             worker_id: worker.id,
             lease_ttl_ms: ttl,
@@ -420,6 +423,18 @@ impl WorkerService for Coordinator {
         let state = self.store.complete(&lease, &result).map_err(status)?;
         self.store.flush().await.map_err(status)?;
         self.changed(&lease, state, 0);
+        tracing::info!(
+            sweep = lease.sweep_id,
+            index = lease.index,
+            worker = lease.worker_id,
+            state = state.as_str_name(),
+            "trial finished"
+        );
+        if let Ok(s) = self.store.sweep(lease.sweep_id)
+            && s.state() == SweepState::Finished
+        {
+            tracing::info!(sweep = s.id, "sweep finished");
+        }
         Ok(Response::new(CompleteResponse {
             state: state as i32,
         }))
@@ -434,6 +449,13 @@ impl WorkerService for Coordinator {
             .map_err(status)?;
         self.store.flush().await.map_err(status)?;
         self.changed(&lease, state, 0);
+        tracing::info!(sweep = lease.sweep_id, index = lease.index, worker = lease.worker_id, kind = r.kind().as_str_name(), reason = %r.error, state = state.as_str_name(), "trial attempt failed");
+        if state == TrialState::Failed
+            && let Ok(s) = self.store.sweep(lease.sweep_id)
+            && s.state() == SweepState::Finished
+        {
+            tracing::info!(sweep = s.id, "sweep finished");
+        }
         Ok(Response::new(FailResponse {
             state: state as i32,
         }))

@@ -1181,7 +1181,9 @@ impl Store {
                 "the lease expired: worker {} sent no heartbeat for {} ms (attempt {})",
                 trial.worker_id, self.policy.ttl_ms, trial.attempt
             );
-            self.give_back_locked(index, &lease, AttemptEndKind::Expired, &reason, now_ms)?;
+            let state =
+                self.give_back_locked(index, &lease, AttemptEndKind::Expired, &reason, now_ms)?;
+            tracing::info!(sweep = id.0, index = id.1, worker = trial.worker_id, state = state.as_str_name(), %reason, "worker lost: its lease expired");
             ended += 1;
         }
         Ok(ended)

@@ -164,7 +164,10 @@ async fn a_full_disk_refuses_the_write_then_the_coordinator_exits_and_restarts_i
          done\n"
     );
     let mut command = Command::new("unshare");
-    command.args(["-m", "sh", "-c", &script]);
+    // Only the coordinator's own error lines on stderr: no log lines.
+    command
+        .args(["-m", "sh", "-c", &script])
+        .env("RUST_LOG", "off");
     let stderr = dir.0.join("stderr");
     let mut supervisor = Proc::spawn(command, &stderr);
     // unshare execs the shell: its /proc root is the private namespace's view.

@@ -7,6 +7,17 @@
 //!   re-exported at the crate root. Clients are in [`v1::sweep_service_client`] and
 //!   [`v1::worker_service_client`], servers in [`v1::sweep_service_server`] and
 //!   [`v1::worker_service_server`].
+//! - [`client`]: how clients and workers reach the coordinator (TLS, `--ca`, the
+//!   token, one-line transport errors).
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors of `sweep.proto`, which the
+//!   coordinator serves by reflection.
+
+pub mod client;
+
+/// `sweep.proto`'s descriptors (an encoded `google.protobuf.FileDescriptorSet`), for
+/// gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/gradsweep_descriptor.bin"));
 
 /// Package `gradsweep.v1` of `sweep.proto`.
 pub mod v1 {

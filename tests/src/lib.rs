@@ -68,6 +68,11 @@ impl Drop for TempDir {
 /// attempts a trial), and waits for its `listening on <addr>` line; returns it and the
 /// address it listens on.
 pub fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
+    coordinator_with(db, listen, ttl, &[])
+}
+
+/// [`coordinator`] with more flags (`--tls-cert`, token files, `--log-format`).
+pub fn coordinator_with(db: &Path, listen: &str, ttl: &str, extra: &[&str]) -> (Proc, String) {
     let mut child = Command::new(binary("coordinator"))
         .args([
             "--listen",
@@ -77,6 +82,7 @@ pub fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
             "--max-attempts",
             "3",
         ])
+        .args(extra)
         .arg("--db")
         .arg(db)
         .stdout(Stdio::piped())
@@ -100,16 +106,75 @@ pub fn coordinator(db: &Path, listen: &str, ttl: &str) -> (Proc, String) {
 /// A `worker serve` named `name` with `slots` slots, on `GRADSWEEP_E2E_DEVICE` (default
 /// `cpu`, so that the tests run anywhere; `cuda:0` on a GPU machine).
 pub fn worker(addr: &str, name: &str, slots: usize) -> Proc {
+    worker_command(&format!("http://{addr}"), name, slots, &[])
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map(Proc)
+        .expect("worker starts")
+}
+
+/// The command of a `worker serve` for the coordinator at `url` (`http://` or
+/// `https://`) with more flags (`--ca`, `--token-file`), as [`worker`] starts it;
+/// stdout to /dev/null, stderr for the caller to choose.
+pub fn worker_command(url: &str, name: &str, slots: usize, extra: &[&str]) -> Command {
     let device = std::env::var("GRADSWEEP_E2E_DEVICE").unwrap_or_else(|_| "cpu".into());
-    Proc(
-        Command::new(binary("worker"))
-            .args(["serve", "--device", &device, "--threads", "2"])
-            .args(["--slots", &slots.to_string(), "--name", name])
-            .arg("--coordinator")
-            .arg(format!("http://{addr}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("worker starts"),
-    )
+    let mut command = Command::new(binary("worker"));
+    command
+        .args(["serve", "--device", &device, "--threads", "2"])
+        .args(["--slots", &slots.to_string(), "--name", name])
+        .arg("--coordinator")
+        .arg(url)
+        .args(extra)
+        .env_remove("GRADSWEEP_TOKEN")
+        .stdout(Stdio::null());
+    command
+}
+
+/// A test certificate authority and a server certificate it signed (for `localhost`
+/// and `127.0.0.1`), written as PEM files into a directory.
+pub struct Pki {
+    /// The CA's certificate (what clients pass as `--ca`).
+    pub ca: PathBuf,
+    /// The server's certificate (`--tls-cert`).
+    pub cert: PathBuf,
+    /// The server's private key (`--tls-key`).
+    pub key: PathBuf,
+    /// Another CA's certificate, which did not sign the server's.
+    pub other_ca: PathBuf,
+}
+
+impl Pki {
+    /// Generates the certificates into `dir`.
+    pub fn new(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let authority = |name: &str| {
+            let key = KeyPair::generate().expect("CA key");
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key).expect("CA certificate");
+            (cert, Issuer::new(params, key))
+        };
+        let (ca_cert, issuer) = authority("gradsweep test CA");
+        let (other_cert, _) = authority("another test CA");
+        let key = KeyPair::generate().expect("server key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "gradsweep coordinator");
+        let cert = params.signed_by(&key, &issuer).expect("server certificate");
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write a PEM file");
+            path
+        };
+        Pki {
+            ca: write("ca.pem", ca_cert.pem()),
+            cert: write("server.pem", cert.pem()),
+            key: write("server.key", key.serialize_pem()),
+            other_ca: write("other-ca.pem", other_cert.pem()),
+        }
+    }
 }

@@ -50,10 +50,27 @@ enum Command {
     ///
     /// Registers with the coordinator, then trains up to --slots trials at once. On
     /// SIGTERM (or Ctrl-C) it leases nothing new, hands its leases back and exits.
+    /// Logs each trial it starts and ends on stderr (RUST_LOG, --log-format).
+    #[command(
+        after_help = "Examples:\n  worker serve --coordinator http://127.0.0.1:7070\n  GRADSWEEP_COORDINATOR=https://coord.lab:7070 GRADSWEEP_TOKEN=$(cat worker.token) \\\n      worker serve --ca ca.pem --device cuda:0"
+    )]
     Serve {
-        /// The coordinator's URL, e.g. http://127.0.0.1:7070.
-        #[arg(long)]
+        /// The coordinator's URL, e.g. http://127.0.0.1:7070, or https://HOST:PORT when
+        /// it serves TLS.
+        #[arg(long, env = "GRADSWEEP_COORDINATOR")]
         coordinator: String,
+        /// The worker token's file (one line), when the coordinator requires one (its
+        /// --worker-token-file) [default: the token in GRADSWEEP_TOKEN].
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// The CA certificate (PEM) that signed the coordinator's TLS certificate, for
+        /// an https:// URL [default: the system's roots].
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Log lines on stderr as text or JSON (one object a line); RUST_LOG filters
+        /// them (default info).
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
         /// Where to train: `auto`, `cpu`, `cuda` or `cuda:N` (as for `train`).
         #[arg(long, default_value = "auto")]
         device: String,
@@ -63,7 +80,8 @@ enum Command {
         /// The name shown in the coordinator's status [default: <host>/<device>].
         #[arg(long)]
         name: Option<String>,
-        /// CPU threads, shared by the slots [default: all cores].
+        /// CPU threads in all, split between the slots (each gets threads / slots, at
+        /// least 1) [default: all cores, so each slot gets cores / slots].
         #[arg(long, env = "GRADSWEEP_THREADS")]
         threads: Option<usize>,
         /// The most host memory one trial may need, e.g. `12G`, for a machine shared by
@@ -131,12 +149,27 @@ fn main() -> ExitCode {
         } => cli::train(&trial, json, threads, &device, max_memory),
         Command::Serve {
             coordinator,
+            token_file,
+            ca,
+            log_format,
             device,
             slots,
             name,
             threads,
             max_memory,
-        } => cli::serve(coordinator, device, slots, name, threads, max_memory),
+        } => cli::serve(
+            cli::Connection {
+                coordinator,
+                token_file,
+                ca,
+                log_format,
+            },
+            device,
+            slots,
+            name,
+            threads,
+            max_memory,
+        ),
         Command::Bench {
             cases,
             n,

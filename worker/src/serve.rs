@@ -35,6 +35,7 @@ use crate::device::{self, DeviceError};
 use crate::train::Event;
 use crate::trial::{self, TrialRecord};
 use crate::{memory, wire, with_backend};
+use gradsweep_proto::client::AuthChannel as Channel;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
     CompleteRequest, FailKind, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest,
@@ -42,18 +43,17 @@ use gradsweep_proto::{
 };
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-/// Writes a line to stderr; a stderr that went away (`worker serve 2>&1 | head`) is
-/// ignored instead of panicking the thread that logs, as `eprintln!` would.
+/// Logs a line through `tracing` (the binary sends it to stderr as text or JSON; a
+/// stderr that went away is ignored, never a panic).
 macro_rules! log {
     ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+        tracing::info!("{}", format_args!($($arg)*));
     }};
 }
 
@@ -190,6 +190,16 @@ pub struct ServeOptions {
     pub max_memory: Option<u64>,
 }
 
+/// How `worker serve` reaches the coordinator besides its URL: the CA for an
+/// `https://` URL and the worker token. The default: the system's roots, no token.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The CA certificate (PEM) that signed the coordinator's certificate (`--ca`).
+    pub ca: Option<PathBuf>,
+    /// The worker token (`--token-file` or `GRADSWEEP_TOKEN`).
+    pub token: Option<String>,
+}
+
 /// Why the lease loop could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -200,6 +210,26 @@ pub enum ServeError {
         url: String,
         /// Why.
         reason: String,
+    },
+    /// The coordinator's URL, CA or TLS cannot work (one line naming the fix).
+    #[error("--coordinator {url}: {reason}")]
+    Setup {
+        /// The URL given.
+        url: String,
+        /// Why, and what to change.
+        reason: String,
+    },
+    /// The coordinator refused the worker token (or none was sent).
+    #[error(
+        "coordinator {url} refused this worker's token ({}): pass the worker token \
+         (the coordinator's --worker-token-file) with --token-file FILE or GRADSWEEP_TOKEN",
+        .status.message()
+    )]
+    Token {
+        /// The coordinator.
+        url: String,
+        /// What it answered.
+        status: Status,
     },
     /// The coordinator refused or failed a call.
     #[error("coordinator {url}: {}", status_line(.status))]
@@ -413,20 +443,53 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_with(options, Access::default(), shutdown).await
+}
+
+/// [`serve`] over TLS (an `https://` URL, `access.ca`) and with the worker token.
+/// A TLS mismatch or a refused token ends it at once with one line naming the fix.
+pub async fn serve_with(
+    options: ServeOptions,
+    access: Access,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     if options.slots == 0 {
         return Err(ServeError::NoSlots);
     }
     let url = options.coordinator.clone();
-    let rpc = |status: Status| ServeError::Rpc {
-        url: url.clone(),
-        status,
+    let rpc = |status: Status| {
+        if matches!(
+            status.code(),
+            Code::Unauthenticated | Code::PermissionDenied
+        ) {
+            ServeError::Token {
+                url: url.clone(),
+                status,
+            }
+        } else if let Some(reason) = gradsweep_proto::client::status_problem(&url, &status) {
+            ServeError::Setup {
+                url: url.clone(),
+                reason,
+            }
+        } else {
+            ServeError::Rpc {
+                url: url.clone(),
+                status,
+            }
+        }
     };
-    let channel = Channel::from_shared(options.coordinator.clone())
-        .map_err(|e| ServeError::BadUrl {
-            url: options.coordinator.clone(),
-            reason: e.to_string(),
-        })?
-        .connect_lazy();
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(ServeError::BadUrl {
+            url: url.clone(),
+            reason: "expected http://HOST:PORT or https://HOST:PORT".into(),
+        });
+    }
+    let channel =
+        gradsweep_proto::client::connect_lazy(&url, access.ca.as_deref(), access.token.as_deref())
+            .map_err(|reason| ServeError::Setup {
+                url: url.clone(),
+                reason,
+            })?;
     let mut client = WorkerServiceClient::new(channel);
     let started = Instant::now();
     let mut retry = 0;
@@ -438,7 +501,11 @@ pub async fn serve(
         };
         match client.register(request).await {
             Ok(r) => break r.into_inner(),
-            Err(s) if unreachable_now(&s) && started.elapsed() < options.backoff.give_up_after => {
+            Err(s)
+                if unreachable_now(&s)
+                    && gradsweep_proto::client::status_problem(&url, &s).is_none()
+                    && started.elapsed() < options.backoff.give_up_after =>
+            {
                 tokio::time::sleep(options.backoff.sleep(retry)).await;
                 retry += 1;
             }
@@ -679,20 +746,52 @@ fn run_lease(
         .lock()
         .expect("active leases lock")
         .insert(lease.lease_id, (lease_ref, abandon.clone()));
+    let label = TrialConfig::from_toml_str(&lease.config_toml)
+        .map(|c| config_label(&c))
+        .unwrap_or_else(|_| "config refused".to_owned());
+    let started = Instant::now();
+    tracing::info!(
+        sweep = lease.sweep_id,
+        index = lease.index,
+        attempt = lease.attempt,
+        config = %label,
+        "trial {}/{} started ({label})",
+        lease.sweep_id,
+        lease.index
+    );
     let trained = train_lease(shared, device, pool, &lease, lease_ref, &abandon);
+    let ended = |outcome: &str| {
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(
+            sweep = lease.sweep_id,
+            index = lease.index,
+            config = %label,
+            outcome,
+            seconds,
+            "trial {}/{} ended: {outcome} after {seconds:.1}s ({label})",
+            lease.sweep_id,
+            lease.index
+        );
+    };
     shared
         .active
         .lock()
         .expect("active leases lock")
         .remove(&lease.lease_id);
     if shared.stopping.load(Ordering::SeqCst) {
+        ended("handed back (worker stopping)");
         return;
     }
     let (kind, error) = match trained {
         Ok(record) => {
             if abandon.load(Ordering::SeqCst) {
+                ended("abandoned (lease revoked)");
                 return;
             }
+            ended(&match record.outcome {
+                crate::report::Outcome::Completed => "completed".to_owned(),
+                crate::report::Outcome::Diverged { epoch } => format!("diverged in epoch {epoch}"),
+            });
             let result = wire::result(&record, &shared.name);
             let done = shared.call(None, |mut c| {
                 let request = CompleteRequest {
@@ -731,8 +830,18 @@ fn run_lease(
                 },
             }
         }
-        Err(Giveback::Abandoned) => return,
-        Err(Giveback::Fail(kind, error)) => (kind, error),
+        Err(Giveback::Abandoned) => {
+            ended("abandoned (lease revoked)");
+            return;
+        }
+        Err(Giveback::Fail(kind, error)) => {
+            ended(match kind {
+                FailKind::DatasetMismatch => "refused (dataset mismatch)",
+                FailKind::HandBack => "given back",
+                _ => "failed",
+            });
+            (kind, error)
+        }
     };
     shared.log(&format!(
         "trial {} of sweep {} {}: {error}",
@@ -745,6 +854,25 @@ fn run_lease(
         }
     ));
     shared.fail(&lease, lease_ref, kind, error);
+}
+
+/// A trial's config in a few words for the log: its name and the usual ablation axes,
+/// e.g. `deep-sigmoid activation=sigmoid init=xavier batchnorm=true seed=2`.
+fn config_label(config: &TrialConfig) -> String {
+    let mut label = config.name.clone();
+    for key in [
+        "activation",
+        "init",
+        "batchnorm",
+        "regularization",
+        "hidden",
+        "seed",
+    ] {
+        if let Some(text) = config.field_text(key) {
+            label.push_str(&format!(" {key}={text}"));
+        }
+    }
+    label
 }
 
 /// Parses, loads, checks and trains; reports each epoch as it ends. `Err` says how

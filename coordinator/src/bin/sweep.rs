@@ -12,12 +12,21 @@ use std::process::ExitCode;
 #[command(
     name = "sweep",
     version,
-    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n  sweep retry 1\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070."
+    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n  sweep retry 1\n  sweep --coordinator https://coord.lab:7070 --ca ca.pem --token-file client.token ls\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070.\nThe token: --token-file, else GRADSWEEP_TOKEN, else none."
 )]
 struct Args {
-    /// The coordinator's address (`http://host:port` or `host:port`).
+    /// The coordinator's address (`http://host:port`, `host:port`, or
+    /// `https://host:port` when it serves TLS).
     #[arg(long, global = true, env = "GRADSWEEP_COORDINATOR", default_value = DEFAULT_COORDINATOR)]
     coordinator: String,
+    /// The client token's file (one line), when the coordinator requires one
+    /// (its --client-token-file) [default: the token in GRADSWEEP_TOKEN].
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the coordinator's TLS certificate, for an
+    /// https:// address [default: the system's roots].
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -167,7 +176,12 @@ async fn run(args: Args) -> Result<String, CliError> {
     {
         return cli::demo::run(*workers, device, dataset, *epochs).await;
     }
-    let mut client = cli::connect(&args.coordinator).await?;
+    let mut client = cli::connect_with(
+        &args.coordinator,
+        args.ca.as_deref(),
+        args.token_file.as_deref(),
+    )
+    .await?;
     match args.command {
         Command::Submit { spec, watch } => {
             let (text, id) = cli::submit(&mut client, &spec).await?;

@@ -2,19 +2,20 @@
 //! [`SweepServiceClient`]; `src/bin/sweep.rs` only parses flags and calls them. Every
 //! error is one line ([`CliError`]) that the binary prints before exiting non-zero.
 //!
-//! - [`connect`]: the address (flag, `GRADSWEEP_COORDINATOR`, default) and the one-line
-//!   error when nothing answers there.
+//! - [`connect_with`]: the address (flag, `GRADSWEEP_COORDINATOR`, default), TLS with
+//!   `https://` and `--ca`, the token (`--token-file`, `GRADSWEEP_TOKEN`), and the
+//!   one-line error when nothing answers there or TLS is on one side only.
 //! - [`render`]: tables as text, Markdown, CSV and JSON (the coordinator aggregates; this
 //!   crate only formats what `GetTable` returns).
 
 pub mod demo;
 pub mod render;
 
+use gradsweep_proto::client::{AuthChannel, ConnectError};
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
 use std::fmt::Write as _;
-use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use std::path::Path;
 
 /// The address used when neither `--coordinator` nor `GRADSWEEP_COORDINATOR` is set.
 pub const DEFAULT_COORDINATOR: &str = "http://127.0.0.1:7070";
@@ -53,18 +54,9 @@ pub fn note(line: &str) {
 /// A connected client and the address it reached (for error messages).
 pub struct Client {
     /// The generated gRPC client.
-    pub sweeps: SweepServiceClient<Channel>,
+    pub sweeps: SweepServiceClient<AuthChannel>,
     /// The address as given (with `http://` added when it had no scheme).
     pub addr: String,
-}
-
-/// The innermost cause of an error, which names the real problem ("Connection refused").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 fn unreachable(addr: &str, why: &str) -> CliError {
@@ -75,24 +67,31 @@ fn unreachable(addr: &str, why: &str) -> CliError {
     ))
 }
 
-/// Connects to the coordinator at `addr` (`host:port` or `http://host:port`).
+/// Connects to the coordinator at `addr` (`host:port`, `http://host:port` or
+/// `https://host:port`) with the token from `GRADSWEEP_TOKEN`, if set.
 pub async fn connect(addr: &str) -> Result<Client> {
-    let addr = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(addr.clone()).map_err(|e| {
-        CliError(format!(
-            "--coordinator \"{addr}\" is not an address ({}); expected e.g. {DEFAULT_COORDINATOR}",
-            root_cause(&e)
-        ))
-    })?;
-    let channel = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
+    connect_with(addr, None, None).await
+}
+
+/// Connects to the coordinator at `addr`; with `https://`, over TLS trusting the CA
+/// certificate in `ca` (else the system's roots); sending the token of `token_file`
+/// (else `GRADSWEEP_TOKEN`, else none) with every call.
+pub async fn connect_with(
+    addr: &str,
+    ca: Option<&Path>,
+    token_file: Option<&Path>,
+) -> Result<Client> {
+    let addr = gradsweep_proto::client::with_scheme(addr);
+    let token = gradsweep_proto::client::client_token(token_file).map_err(CliError)?;
+    let (channel, _) = gradsweep_proto::client::connect(&addr, ca, token.as_deref())
         .await
-        .map_err(|e| unreachable(&addr, &root_cause(&e)))?;
+        .map_err(|e| match e {
+            ConnectError::Setup(line) if line.starts_with('"') => CliError(format!(
+                "--coordinator {line}; expected e.g. {DEFAULT_COORDINATOR}"
+            )),
+            ConnectError::Setup(line) => CliError(line),
+            ConnectError::Unreachable(why) => unreachable(&addr, &why),
+        })?;
     Ok(Client {
         sweeps: SweepServiceClient::new(channel),
         addr,
@@ -111,6 +110,9 @@ impl Client {
 /// Debug text. `addr` is the coordinator's address, for the connection advice.
 pub fn status_error(addr: &str, s: &tonic::Status) -> CliError {
     use tonic::Code;
+    if let Some(line) = gradsweep_proto::client::status_problem(addr, s) {
+        return CliError(line);
+    }
     let message = s.message().replace('\n', " ");
     let message = message.trim();
     CliError(match s.code() {
@@ -141,8 +143,12 @@ pub fn status_error(addr: &str, s: &tonic::Status) -> CliError {
         Code::ResourceExhausted | Code::OutOfRange => {
             format!("the message is larger than the coordinator or this CLI accepts ({message})")
         }
-        Code::PermissionDenied | Code::Unauthenticated => {
-            format!("the coordinator refused the call ({message})")
+        Code::Unauthenticated => format!(
+            "the coordinator at {addr} refused the token ({message}); the sweep CLI sends \
+             the client token from --token-file FILE or GRADSWEEP_TOKEN"
+        ),
+        Code::PermissionDenied => {
+            format!("the coordinator at {addr} refused the call ({message})")
         }
         Code::Internal | Code::DataLoss => {
             format!("the coordinator failed: {message}")

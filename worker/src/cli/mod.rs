@@ -99,10 +99,40 @@ pub fn train(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `worker serve`'s coordinator, credentials and log format.
+pub struct Connection {
+    /// `--coordinator` / `GRADSWEEP_COORDINATOR`.
+    pub coordinator: String,
+    /// `--token-file` (else `GRADSWEEP_TOKEN`).
+    pub token_file: Option<std::path::PathBuf>,
+    /// `--ca`.
+    pub ca: Option<std::path::PathBuf>,
+    /// `--log-format`: `text` or `json`.
+    pub log_format: String,
+}
+
+/// Logs on stderr: `RUST_LOG` (default `info`), as text or JSON lines.
+fn init_logs(format: &str) -> Result<()> {
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) if std::env::var_os("RUST_LOG").is_some() => bail!("RUST_LOG: {e}"),
+        Err(_) => tracing_subscriber::EnvFilter::new("info"),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    Ok(())
+}
+
 /// `worker serve`: the lease loop until SIGTERM or Ctrl-C, then exit (ending any
 /// training still running: its lease has been handed back).
 pub fn serve(
-    coordinator: String,
+    connection: Connection,
     device: String,
     slots: usize,
     name: Option<String>,
@@ -112,6 +142,13 @@ pub fn serve(
     if threads == Some(0) {
         bail!("--threads: must be at least 1");
     }
+    init_logs(&connection.log_format)?;
+    let coordinator = gradsweep_proto::client::with_scheme(&connection.coordinator);
+    let access = gradsweep_worker::serve::Access {
+        ca: connection.ca,
+        token: gradsweep_proto::client::client_token(connection.token_file.as_deref())
+            .map_err(anyhow::Error::msg)?,
+    };
     let name = name.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
@@ -141,7 +178,7 @@ pub fn serve(
                 _ = term.recv() => {}
             }
         };
-        gradsweep_worker::serve::serve(options, shutdown).await?;
+        gradsweep_worker::serve::serve_with(options, access, shutdown).await?;
         anyhow::Ok(())
     })?;
     // Training threads may still run an abandoned trial: end them with the process.
