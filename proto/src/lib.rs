@@ -42,6 +42,7 @@ mod tests {
                     name: "vanishing_gradients".into(),
                     flagged: true,
                     reason: "ratio 1e-5 (threshold 1e-3)".into(),
+                    ..Verdict::default()
                 }],
                 gradcheck: Some(GradCheck {
                     layers: vec![LayerGradCheck {
@@ -50,6 +51,7 @@ mod tests {
                         max_abs_error: 1e-9,
                         max_rel_error: 1e-7,
                         passed: true,
+                        ..LayerGradCheck::default()
                     }],
                     passed: true,
                     ..GradCheck::default()

@@ -305,6 +305,7 @@ mod tests {
 
     fn row(label: &str, mean: f64, count: u32) -> TableRow {
         TableRow {
+            verdicts: vec![],
             diverged: u32::from(count == 0),
             values: vec![label.into()],
             stats: vec![MetricStat {
