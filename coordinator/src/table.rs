@@ -7,7 +7,9 @@
 //! missing from `count`).
 
 use crate::Error;
-use gradsweep_proto::{EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState};
+use gradsweep_proto::{
+    EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState, VerdictCount,
+};
 use std::collections::BTreeMap;
 
 /// The metrics a table can show: the six numbers of every epoch, and `penalty`.
@@ -82,14 +84,21 @@ pub fn build(
     // Row key: the chosen axes' value indices, so rows sort in the spec's order.
     // Per row: the succeeded trials' metric values, and [diverged, failed, cancelled,
     // unfinished] counts.
-    type Group = (Vec<Vec<f64>>, [u32; 4]);
+    // And per row, each verdict's flagged and reported counts.
+    type Group = (Vec<Vec<f64>>, [u32; 4], Vec<VerdictCount>);
     let mut groups: BTreeMap<Vec<u32>, Group> = BTreeMap::new();
     for trial in trials {
         let key: Vec<u32> = chosen
             .iter()
             .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
             .collect();
-        let (values, excluded) = groups.entry(key).or_default();
+        let (values, excluded, verdicts) = groups.entry(key).or_default();
+        if matches!(
+            trial.state(),
+            TrialState::Succeeded | TrialState::Diverged
+        ) {
+            count_verdicts(verdicts, trial);
+        }
         let slot = match trial.state() {
             TrialState::Succeeded => None,
             TrialState::Diverged => Some(0),
@@ -120,7 +129,8 @@ pub fn build(
     }
     let rows = groups
         .into_iter()
-        .map(|(key, (values, excluded))| TableRow {
+        .map(|(key, (values, excluded, verdicts))| TableRow {
+            verdicts,
             diverged: excluded[0],
             failed: excluded[1],
             cancelled: excluded[2],
@@ -158,6 +168,24 @@ pub fn build(
         metrics,
         rows,
     })
+}
+
+/// Adds a finished trial's verdicts to a row's counts (in the order first reported).
+fn count_verdicts(counts: &mut Vec<VerdictCount>, trial: &Trial) {
+    for v in trial.result.iter().flat_map(|r| &r.verdicts) {
+        let i = match counts.iter().position(|c| c.name == v.name) {
+            Some(i) => i,
+            None => {
+                counts.push(VerdictCount {
+                    name: v.name.clone(),
+                    ..VerdictCount::default()
+                });
+                counts.len() - 1
+            }
+        };
+        counts[i].of += 1;
+        counts[i].flagged += u32::from(v.flagged);
+    }
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values; NaN mean for none).

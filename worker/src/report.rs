@@ -63,12 +63,16 @@ pub const NEAR_CHANCE_MARGIN: f64 = 0.05;
 pub const VANISHING_GRAD_RATIO: f64 = 1e-3;
 /// Relative change of the first layer's weights under which they count as frozen.
 pub const FROZEN_WEIGHT_CHANGE: f64 = 1e-3;
+/// Train loss at or above this fraction of chance's loss (ln classes) counts as "at
+/// chance" for the stagnant-loss verdict.
+pub const STAGNANT_CHANCE_LOSS: f64 = 0.98;
 /// Fraction of a ReLU layer's units dead on the probe batch at or above which the
-/// layer counts as dead.
-pub const DEAD_RELU_FRACTION: f64 = 0.5;
-/// A layer's epoch-mean weight-gradient norm at or above which gradients count as
-/// exploding.
-pub const EXPLODING_GRAD_NORM: f64 = 100.0;
+/// layer counts as dead: a layer with most units dead still trains through the rest
+/// (a ReLU+He net learns with 60% of one layer dead), one with 90% passes almost nothing.
+pub const DEAD_RELU_FRACTION: f64 = 0.9;
+/// A hidden layer's to the output layer's gradient-norm ratio at or above which
+/// gradients count as exploding (the mirror of [`VANISHING_GRAD_RATIO`]).
+pub const EXPLODING_GRAD_RATIO: f64 = 1e3;
 /// Train loss at or above this multiple of chance's loss (ln classes) counts as
 /// diverged, as does a loss that is not finite.
 pub const DIVERGED_LOSS_RATIO: f64 = 1.5;
@@ -84,6 +88,14 @@ pub struct Verdict {
     /// What was measured: when flagged, the value(s) that crossed the threshold; else
     /// the values that did not.
     pub reason: String,
+    /// The deciding measurement (when flagged, the one that crossed its threshold; NaN
+    /// when nothing could be measured).
+    pub value: f64,
+    /// Its threshold.
+    pub threshold: f64,
+    /// Whether the verdict flags values below the threshold (`value < threshold`), or
+    /// at and above it (`value ≥ threshold`).
+    pub below: bool,
 }
 
 impl Verdict {
@@ -92,21 +104,33 @@ impl Verdict {
             flagged,
             criterion,
             reason,
+            value: f64::NAN,
+            threshold: f64::NAN,
+            below: true,
         }
+    }
+
+    fn measured(mut self, value: f64, threshold: f64, below: bool) -> Verdict {
+        self.value = value;
+        self.threshold = threshold;
+        self.below = below;
+        self
     }
 }
 
 /// The verdicts of a trial.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdicts {
-    /// Train loss moved less than 1% over the last 3 epochs while accuracy is near chance.
+    /// Train accuracy near chance while the train loss stays at chance's loss (≥ 98% of
+    /// ln classes) or moves less than 1% over the last 3 epochs.
     pub stagnant_loss: Verdict,
     /// First-to-last gradient ratio below 1e-3, or first-layer weights changed < 1e-3
     /// (not when dead ReLU units explain the missing gradient).
     pub vanishing_gradients: Verdict,
-    /// A ReLU layer with at least half its units dead on the probe batch.
+    /// A ReLU layer with at least 90% of its units dead on the probe batch.
     pub dead_relu: Verdict,
-    /// A layer's weight-gradient norm at or above 100.
+    /// A hidden layer's gradient norm at or above 1e3 × the output layer's, or not
+    /// finite.
     pub exploding_gradients: Verdict,
     /// The loss became NaN or infinite, or rose to 1.5 × chance's loss.
     pub divergence: Verdict,
@@ -153,12 +177,16 @@ fn pct(x: f64) -> String {
 
 fn stagnant_loss(epochs: &[EpochReport], classes: usize) -> Verdict {
     let chance = 1.0 / classes as f64;
+    let near = chance + NEAR_CHANCE_MARGIN;
+    let at_chance = STAGNANT_CHANCE_LOSS * (classes as f64).ln();
     let criterion = format!(
-        "train loss moved less than {}% over the last {STAGNANT_WINDOW} epochs while train \
-         accuracy is below chance + {}% ({:.1}%)",
-        STAGNANT_REL_CHANGE * 100.0,
+        "train accuracy below chance + {}% ({:.1}%) and, over the last {STAGNANT_WINDOW} \
+         epochs, the train loss never below {}% of chance's loss ln {classes} ({at_chance:.4}) \
+         or moving less than {}%",
         NEAR_CHANCE_MARGIN * 100.0,
-        (chance + NEAR_CHANCE_MARGIN) * 100.0
+        near * 100.0,
+        STAGNANT_CHANCE_LOSS * 100.0,
+        STAGNANT_REL_CHANGE * 100.0,
     );
     if epochs.len() <= STAGNANT_WINDOW {
         return Verdict::new(
@@ -172,9 +200,18 @@ fn stagnant_loss(epochs: &[EpochReport], classes: usize) -> Verdict {
     }
     let last = &epochs[epochs.len() - 1];
     let before = &epochs[epochs.len() - 1 - STAGNANT_WINDOW];
+    let window = &epochs[epochs.len() - STAGNANT_WINDOW..];
+    let lowest = window
+        .iter()
+        .map(|e| e.train_loss)
+        .fold(f64::INFINITY, f64::min);
     let change = (last.train_loss - before.train_loss).abs() / before.train_loss.abs().max(1e-12);
-    let near_chance = last.train_acc < chance + NEAR_CHANCE_MARGIN;
-    let still = change < STAGNANT_REL_CHANGE;
+    let near_chance = last.train_acc < near;
+    let at_chance_loss = lowest >= at_chance;
+    let flat = change < STAGNANT_REL_CHANGE;
+    let acc = format!("train accuracy {:.1}%", last.train_acc * 100.0);
+    let range = format!("epochs {}–{}", window[0].epoch, last.epoch);
+    let lowest_text = format!("lowest train loss {lowest:.4} in {range}");
     let moved = format!(
         "train loss moved {} over epochs {}–{} ({:.4} → {:.4})",
         pct(change),
@@ -183,26 +220,29 @@ fn stagnant_loss(epochs: &[EpochReport], classes: usize) -> Verdict {
         before.train_loss,
         last.train_loss
     );
-    let acc = format!("train accuracy {:.1}%", last.train_acc * 100.0);
-    let reason = if still && near_chance {
+    let flagged = near_chance && (at_chance_loss || flat);
+    let reason = if flagged && at_chance_loss {
+        format!("{acc} < {:.1}%, {lowest_text} ≥ {at_chance:.4}", near * 100.0)
+    } else if flagged {
         format!(
-            "{moved} < {}%, {acc} < {:.1}%",
-            STAGNANT_REL_CHANGE * 100.0,
-            (chance + NEAR_CHANCE_MARGIN) * 100.0
+            "{acc} < {:.1}%, {moved} < {}%",
+            near * 100.0,
+            STAGNANT_REL_CHANGE * 100.0
         )
-    } else if still {
-        format!(
-            "{acc} is not near chance (≥ {:.1}%)",
-            (chance + NEAR_CHANCE_MARGIN) * 100.0
-        )
+    } else if !near_chance {
+        format!("{acc} (≥ {:.1}%)", near * 100.0)
     } else {
-        format!("{moved} (≥ {}%)", STAGNANT_REL_CHANGE * 100.0)
+        format!(
+            "{lowest_text} (< {at_chance:.4}), {moved} (≥ {}%)",
+            STAGNANT_REL_CHANGE * 100.0
+        )
     };
-    Verdict::new(
-        still && near_chance && change.is_finite(),
-        criterion,
-        reason,
-    )
+    let verdict = Verdict::new(flagged, criterion, reason);
+    if at_chance_loss || !flat {
+        verdict.measured(lowest, at_chance, false)
+    } else {
+        verdict.measured(change, STAGNANT_REL_CHANGE, true)
+    }
 }
 
 fn vanishing_gradients(epochs: &[EpochReport], all_dead: bool) -> Verdict {
@@ -250,7 +290,12 @@ fn vanishing_gradients(epochs: &[EpochReport], all_dead: bool) -> Verdict {
             "{ratio_text} (≥ {VANISHING_GRAD_RATIO:.0e}); {change_text} (≥ {FROZEN_WEIGHT_CHANGE:.0e})"
         ),
     };
-    Verdict::new(small_ratio || frozen, criterion, reason)
+    let (value, threshold) = if small_ratio || !frozen {
+        (ratio, VANISHING_GRAD_RATIO)
+    } else {
+        (change, FROZEN_WEIGHT_CHANGE)
+    };
+    Verdict::new(small_ratio || frozen, criterion, reason).measured(value, threshold, true)
 }
 
 fn dead_relu(epochs: &[EpochReport]) -> Verdict {
@@ -293,32 +338,52 @@ fn dead_relu(epochs: &[EpochReport]) -> Verdict {
             DEAD_RELU_FRACTION * 100.0
         )
     };
-    Verdict::new(flagged, criterion, reason)
+    Verdict::new(flagged, criterion, reason).measured(fraction, DEAD_RELU_FRACTION, false)
 }
 
 fn exploding_gradients(epochs: &[EpochReport]) -> Verdict {
     let criterion = format!(
-        "a layer's weight-gradient norm (mean over an epoch's steps) at or above \
-         {EXPLODING_GRAD_NORM:.0e}, or not finite"
+        "in the last epoch, a layer's weight-gradient norm at or above \
+         {EXPLODING_GRAD_RATIO:.0e} × the output layer's, or in any epoch a gradient norm \
+         that is not finite"
     );
-    let worst = epochs
+    if let Some((epoch, layer)) = epochs
         .iter()
         .flat_map(|e| e.layers.iter().map(move |l| (e.epoch, l)))
-        .max_by(|a, b| {
-            let key = |x: f64| if x.is_nan() { f64::INFINITY } else { x };
-            key(a.1.grad_norm).total_cmp(&key(b.1.grad_norm))
-        });
-    let Some((epoch, layer)) = worst else {
-        return Verdict::new(false, criterion, "no layer diagnostics".into());
+        .find(|(_, l)| !l.grad_norm.is_finite())
+    {
+        return Verdict::new(
+            true,
+            criterion,
+            format!(
+                "{} gradient norm {} in epoch {epoch}",
+                layer.layer, layer.grad_norm
+            ),
+        )
+        .measured(f64::INFINITY, EXPLODING_GRAD_RATIO, false);
+    }
+    let Some(last) = epochs.last() else {
+        return Verdict::new(false, criterion, "no epoch ran".into());
     };
-    let norm = layer.grad_norm;
-    let flagged = !(norm < EXPLODING_GRAD_NORM);
+    let (Some(out), true) = (last.layers.last(), last.layers.len() > 1) else {
+        return Verdict::new(false, criterion, "one layer: nothing to explode through".into());
+    };
+    let Some(worst) = last.layers[..last.layers.len() - 1]
+        .iter()
+        .max_by(|a, b| a.grad_norm.total_cmp(&b.grad_norm))
+    else {
+        return Verdict::new(false, criterion, "no layer".into());
+    };
+    let ratio = worst.grad_norm / out.grad_norm.max(f64::MIN_POSITIVE);
+    let flagged = ratio >= EXPLODING_GRAD_RATIO;
     let reason = format!(
-        "largest: {} gradient norm {norm:.2e} in epoch {epoch} ({} {EXPLODING_GRAD_NORM:.0e})",
-        layer.layer,
+        "largest: {}/{} gradient-norm ratio {ratio:.2e} in epoch {} ({} {EXPLODING_GRAD_RATIO:.0e})",
+        worst.layer,
+        out.layer,
+        last.epoch,
         if flagged { "≥" } else { "<" }
     );
-    Verdict::new(flagged, criterion, reason)
+    Verdict::new(flagged, criterion, reason).measured(ratio, EXPLODING_GRAD_RATIO, false)
 }
 
 fn divergence(epochs: &[EpochReport], classes: usize, diverged_in: Option<u32>) -> Verdict {
@@ -333,7 +398,8 @@ fn divergence(epochs: &[EpochReport], classes: usize, diverged_in: Option<u32>) 
             true,
             criterion,
             format!("train loss not finite in epoch {epoch}"),
-        );
+        )
+        .measured(f64::INFINITY, limit, false);
     }
     let Some(worst) = epochs
         .iter()
@@ -348,7 +414,7 @@ fn divergence(epochs: &[EpochReport], classes: usize, diverged_in: Option<u32>) 
         worst.epoch,
         if flagged { "≥" } else { "<" }
     );
-    Verdict::new(flagged, criterion, reason)
+    Verdict::new(flagged, criterion, reason).measured(worst.train_loss, limit, false)
 }
 
 /// One parameter tensor's directional check.

@@ -51,6 +51,9 @@ fn verdicts(v: &Verdicts) -> Vec<wire::Verdict> {
             flagged: v.flagged,
             reason: v.reason.clone(),
             criterion: v.criterion.clone(),
+            value: v.value,
+            threshold: v.threshold,
+            below: v.below,
         })
         .collect()
 }
