@@ -537,3 +537,88 @@ pub enum Outcome {
         epoch: u32,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, grad_norm: f64, change: f64, dead: Option<f64>) -> LayerDiagnostics {
+        LayerDiagnostics {
+            layer: name.into(),
+            weight_mean: 0.0,
+            weight_std: 0.1,
+            grad_norm,
+            grad_max_abs: grad_norm,
+            update_ratio: 0.0,
+            change_since_start: change,
+            dead_fraction: dead,
+        }
+    }
+
+    fn epoch(n: u32, loss: f64, acc: f64, layers: Vec<LayerDiagnostics>) -> EpochReport {
+        EpochReport {
+            epoch: n,
+            train_loss: loss,
+            train_acc: acc,
+            val_loss: loss,
+            val_acc: acc,
+            test_loss: loss,
+            test_acc: acc,
+            penalty: 0.0,
+            seconds: 0.0,
+            train_seconds: 0.0,
+            layers,
+        }
+    }
+
+    #[test]
+    fn a_relu_net_whose_units_all_died_is_dead_relu_not_vanishing() {
+        let layers = vec![
+            layer("linear1", 0.0, 0.0, Some(1.0)),
+            layer("linear2", 0.0, 0.0, Some(1.0)),
+            layer("linear3", 0.05, 0.01, None),
+        ];
+        let epochs: Vec<EpochReport> = (1..=5)
+            .map(|n| epoch(n, 2.3026, 0.1, layers.clone()))
+            .collect();
+        let v = Verdicts::from_epochs(&epochs, 10, None);
+        assert!(v.dead_relu.flagged, "{:?}", v.dead_relu);
+        assert!(v.dead_relu.reason.contains("linear1 100.00%"));
+        assert!(!v.vanishing_gradients.flagged, "{:?}", v.vanishing_gradients);
+        assert!(v.stagnant_loss.flagged);
+    }
+
+    #[test]
+    fn a_flagged_reason_cites_only_the_criterion_that_crossed() {
+        // The ratio crosses, the weight change does not: the reason names the ratio only.
+        let layers = vec![
+            layer("linear1", 1e-6, 1.11e-2, None),
+            layer("linear2", 1.0, 0.1, None),
+        ];
+        let epochs: Vec<EpochReport> = (1..=5).map(|n| epoch(n, 1.0, 0.9, layers.clone())).collect();
+        let v = Verdicts::from_epochs(&epochs, 10, None).vanishing_gradients;
+        assert!(v.flagged);
+        assert!(v.reason.contains("ratio 1.00e-6 < 1e-3"), "{}", v.reason);
+        assert!(!v.reason.contains("1.11e-2"), "{}", v.reason);
+        assert!(v.value < v.threshold && v.below);
+    }
+
+    #[test]
+    fn exploding_and_divergence_flag_with_their_values() {
+        let layers = vec![
+            layer("linear1", 5e3, 1.0, None),
+            layer("linear2", 1.0, 0.1, None),
+        ];
+        let mut epochs: Vec<EpochReport> = (1..=4).map(|n| epoch(n, 1.0, 0.5, layers.clone())).collect();
+        epochs[3].train_loss = 4.0;
+        let v = Verdicts::from_epochs(&epochs, 10, None);
+        assert!(v.exploding_gradients.flagged);
+        assert!(v.exploding_gradients.reason.contains("5.00e3 in epoch 4 (≥ 1e3)"));
+        assert!(v.divergence.flagged);
+        assert!(v.divergence.value >= v.divergence.threshold);
+        let v = Verdicts::from_epochs(&epochs[..2], 10, Some(3));
+        assert!(v.divergence.flagged);
+        assert!(v.divergence.reason.contains("epoch 3"));
+        assert!(!Verdicts::from_epochs(&epochs[..2], 10, None).divergence.flagged);
+    }
+}
