@@ -93,10 +93,7 @@ pub fn build(
             .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
             .collect();
         let (values, excluded, verdicts) = groups.entry(key).or_default();
-        if matches!(
-            trial.state(),
-            TrialState::Succeeded | TrialState::Diverged
-        ) {
+        if matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged) {
             count_verdicts(verdicts, trial);
         }
         let slot = match trial.state() {

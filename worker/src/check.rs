@@ -66,12 +66,13 @@ pub struct CheckBatch {
 }
 
 impl CheckBatch {
-    /// The first [`GRADCHECK_ROWS`] training samples of `data`, standardised.
+    /// The first [`GRADCHECK_ROWS`] training samples of `data`, as training feeds them
+    /// (standardised or not, per `input_norm`).
     pub fn new(config: &TrialConfig, data: &Dataset) -> CheckBatch {
         let rows = GRADCHECK_ROWS.min(data.train.len());
         let features = data.shape.features();
         let plane = features / data.shape.channels;
-        let (scale, shift) = normalisation(data);
+        let (scale, shift) = normalisation(config, data);
         let mut x = Vec::with_capacity(rows * features);
         for image in data.train.images.chunks_exact(features).take(rows) {
             for (f, &p) in image.iter().enumerate() {

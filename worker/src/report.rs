@@ -222,7 +222,10 @@ fn stagnant_loss(epochs: &[EpochReport], classes: usize) -> Verdict {
     );
     let flagged = near_chance && (at_chance_loss || flat);
     let reason = if flagged && at_chance_loss {
-        format!("{acc} < {:.1}%, {lowest_text} ≥ {at_chance:.4}", near * 100.0)
+        format!(
+            "{acc} < {:.1}%, {lowest_text} ≥ {at_chance:.4}",
+            near * 100.0
+        )
     } else if flagged {
         format!(
             "{acc} < {:.1}%, {moved} < {}%",
@@ -366,7 +369,11 @@ fn exploding_gradients(epochs: &[EpochReport]) -> Verdict {
         return Verdict::new(false, criterion, "no epoch ran".into());
     };
     let (Some(out), true) = (last.layers.last(), last.layers.len() > 1) else {
-        return Verdict::new(false, criterion, "one layer: nothing to explode through".into());
+        return Verdict::new(
+            false,
+            criterion,
+            "one layer: nothing to explode through".into(),
+        );
     };
     let Some(worst) = last.layers[..last.layers.len() - 1]
         .iter()
@@ -584,7 +591,11 @@ mod tests {
         let v = Verdicts::from_epochs(&epochs, 10, None);
         assert!(v.dead_relu.flagged, "{:?}", v.dead_relu);
         assert!(v.dead_relu.reason.contains("linear1 100.00%"));
-        assert!(!v.vanishing_gradients.flagged, "{:?}", v.vanishing_gradients);
+        assert!(
+            !v.vanishing_gradients.flagged,
+            "{:?}",
+            v.vanishing_gradients
+        );
         assert!(v.stagnant_loss.flagged);
     }
 
@@ -595,7 +606,9 @@ mod tests {
             layer("linear1", 1e-6, 1.11e-2, None),
             layer("linear2", 1.0, 0.1, None),
         ];
-        let epochs: Vec<EpochReport> = (1..=5).map(|n| epoch(n, 1.0, 0.9, layers.clone())).collect();
+        let epochs: Vec<EpochReport> = (1..=5)
+            .map(|n| epoch(n, 1.0, 0.9, layers.clone()))
+            .collect();
         let v = Verdicts::from_epochs(&epochs, 10, None).vanishing_gradients;
         assert!(v.flagged);
         assert!(v.reason.contains("ratio 1.00e-6 < 1e-3"), "{}", v.reason);
@@ -609,16 +622,26 @@ mod tests {
             layer("linear1", 5e3, 1.0, None),
             layer("linear2", 1.0, 0.1, None),
         ];
-        let mut epochs: Vec<EpochReport> = (1..=4).map(|n| epoch(n, 1.0, 0.5, layers.clone())).collect();
+        let mut epochs: Vec<EpochReport> = (1..=4)
+            .map(|n| epoch(n, 1.0, 0.5, layers.clone()))
+            .collect();
         epochs[3].train_loss = 4.0;
         let v = Verdicts::from_epochs(&epochs, 10, None);
         assert!(v.exploding_gradients.flagged);
-        assert!(v.exploding_gradients.reason.contains("5.00e3 in epoch 4 (≥ 1e3)"));
+        assert!(
+            v.exploding_gradients
+                .reason
+                .contains("5.00e3 in epoch 4 (≥ 1e3)")
+        );
         assert!(v.divergence.flagged);
         assert!(v.divergence.value >= v.divergence.threshold);
         let v = Verdicts::from_epochs(&epochs[..2], 10, Some(3));
         assert!(v.divergence.flagged);
         assert!(v.divergence.reason.contains("epoch 3"));
-        assert!(!Verdicts::from_epochs(&epochs[..2], 10, None).divergence.flagged);
+        assert!(
+            !Verdicts::from_epochs(&epochs[..2], 10, None)
+                .divergence
+                .flagged
+        );
     }
 }

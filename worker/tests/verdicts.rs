@@ -81,7 +81,10 @@ fn every_demo_configuration_at_chance_is_explained_and_those_that_learn_are_not_
                     .filter(|(_, v)| v.flagged)
                     .map(|(n, _)| n)
                     .collect();
-                println!("{label} seed {}: at chance, flagged {flagged:?}", r.config.seed);
+                println!(
+                    "{label} seed {}: at chance, flagged {flagged:?}",
+                    r.config.seed
+                );
                 assert!(
                     !flagged.is_empty(),
                     "{label} seed {}: at chance ({:.1}% test accuracy) and no verdict says why: {:#?}",
@@ -112,5 +115,8 @@ fn every_demo_configuration_at_chance_is_explained_and_those_that_learn_are_not_
     // The grid's shape: the 4 sigmoid configurations without batch norm stay at chance;
     // the 8 batch norm ones and the 2 ReLU + He ones without it learn.
     assert_eq!(at_chance, 4, "configurations at chance");
-    assert_eq!(learned_clean, 10, "batch norm and ReLU + He configurations that learn");
+    assert_eq!(
+        learned_clean, 10,
+        "batch norm and ReLU + He configurations that learn"
+    );
 }

@@ -20,7 +20,10 @@ pub fn spec(dataset: &str, epochs: u32) -> String {
         .lines()
         .map(|line| {
             if line.starts_with("dataset = ") {
-                format!("dataset = \"{}\"\n", dataset.replace('\\', "\\\\").replace('"', "\\\""))
+                format!(
+                    "dataset = \"{}\"\n",
+                    dataset.replace('\\', "\\\\").replace('"', "\\\"")
+                )
             } else if line.starts_with("epochs = ") {
                 format!("epochs = {epochs}\n")
             } else {

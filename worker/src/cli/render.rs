@@ -17,12 +17,20 @@ pub fn header(config: &TrialConfig, data: &Dataset, device: &str) -> String {
         data.classes
     );
     format!(
-        "trial \"{name}\": {dims} {act}, init {init}, batchnorm {bn}, regularization {reg}, {opt}\n\
-         data {dataset} (fingerprint {fingerprint}): {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes\n\
+        "trial \"{name}\": {dims} {act}, init {init} ({scope}), batchnorm {bn}, regularization {reg}, {opt}\n\
+         data {dataset} (fingerprint {fingerprint}): {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes, inputs {norm}\n\
          {epochs} epochs, batch {batch}, seed {seed}, on {device}",
         name = config.name,
         act = config.activation,
         init = config.init,
+        scope = match config.init_scope {
+            gradsweep_worker::config::InitScope::All => "all Linear layers",
+            gradsweep_worker::config::InitScope::Hidden => "hidden layers; output layer default",
+        },
+        norm = match config.input_norm {
+            gradsweep_worker::config::InputNorm::Standardize => "standardized per channel",
+            gradsweep_worker::config::InputNorm::None => "in [0, 1] (input_norm = \"none\")",
+        },
         bn = if config.batchnorm { "on" } else { "off" },
         reg = config.regularization,
         opt = optimizer(config),
