@@ -97,9 +97,9 @@ fn bad_nested_keys_and_values_are_refused_with_their_path() {
         "grid.optimizer.lr: empty list; give at least one value"
     );
     assert_eq!(
-        err(&format!(
-            "name = \"s\"\ndataset = \"synthetic:glyphs\"\n[grid]\noptimizer = [{{ kind = \"sgd\" }}]\n\"optimizer.lr\" = [0.1]\n"
-        )),
+        err(
+            "name = \"s\"\ndataset = \"synthetic:glyphs\"\n[grid]\noptimizer = [{ kind = \"sgd\" }]\n\"optimizer.lr\" = [0.1]\n"
+        ),
         "grid.optimizer.lr: grid.optimizer varies the whole table already; give one of the two"
     );
     // Adam has no momentum: the field is refused at its grid path.

@@ -586,7 +586,7 @@ mod tests {
             layer("linear3", 0.05, 0.01, None),
         ];
         let epochs: Vec<EpochReport> = (1..=5)
-            .map(|n| epoch(n, 2.3026, 0.1, layers.clone()))
+            .map(|n| epoch(n, std::f64::consts::LN_10, 0.1, layers.clone()))
             .collect();
         let v = Verdicts::from_epochs(&epochs, 10, None);
         assert!(v.dead_relu.flagged, "{:?}", v.dead_relu);

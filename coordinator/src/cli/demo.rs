@@ -1,7 +1,7 @@
 //! `sweep demo`: a coordinator on a temporary database and N local workers (the binaries
 //! beside `sweep`), a built-in sweep that shows the assignment's findings, then the
-//! tables, the effects and the vanishing-gradient verdicts; everything it started is
-//! stopped and the database removed, also on an error.
+//! tables, the effects and every verdict per configuration with the numbers behind it;
+//! everything it started is stopped and the database removed, also on an error.
 
 use super::{CliError, Result};
 use gradsweep_proto::{GetTrialRequest, TrialState};
@@ -131,42 +131,71 @@ async fn verdicts(client: &mut super::Client, id: u64) -> Result<String> {
             }
         }
     }
+    // The columns: vanishing gradients first (the finding the demo is about), then the
+    // rest in the order the workers report them.
+    let mut names: Vec<String> = vec!["vanishing_gradients".into()];
+    for c in configs.values() {
+        for (n, _) in &c.flagged {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nVerdicts per configuration (flagged seeds / seeds, then each flagged seed's \
-         measured values against the verdict's threshold; `sweep trial` shows the criteria):\n"
+        "\nVanishing gradients and the other verdicts per configuration (flagged seeds / seeds):\n"
     );
+    let mut header: Vec<String> = vec!["CONFIGURATION".into()];
+    header.extend(names.iter().map(|n| n.to_uppercase()));
+    header.push("TEST ACC".into());
+    let rows: Vec<Vec<String>> = configs
+        .values()
+        .map(|c| {
+            let mut row = vec![c.label.clone()];
+            for n in &names {
+                let flagged = c
+                    .flagged
+                    .iter()
+                    .find(|(m, _)| m == n)
+                    .map_or(0, |(_, s)| s.len());
+                row.push(format!("{flagged}/{}", c.seeds));
+            }
+            row.push(if c.test_accuracy.is_empty() {
+                "-".into()
+            } else {
+                format!(
+                    "{:.1}%",
+                    100.0 * c.test_accuracy.iter().sum::<f64>() / c.test_accuracy.len() as f64
+                )
+            });
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    out.push_str(&super::render::grid(&header, &rows));
+    let _ = writeln!(
+        out,
+        "\nWhy: each flagged seed's measured values against the verdict's threshold \
+         (`sweep trial` shows each criterion):\n"
+    );
+    let mut any = false;
     for c in configs.values() {
-        let acc = if c.test_accuracy.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "  (test accuracy {:.1}%)",
-                100.0 * c.test_accuracy.iter().sum::<f64>() / c.test_accuracy.len() as f64
-            )
-        };
         let flagged: Vec<&(String, Vec<(u64, String)>)> =
             c.flagged.iter().filter(|(_, s)| !s.is_empty()).collect();
-        let _ = writeln!(
-            out,
-            "{}{acc}: {}",
-            c.label,
-            if flagged.is_empty() {
-                format!("nothing flagged (0/{} seeds on every verdict)", c.seeds)
-            } else {
-                flagged
-                    .iter()
-                    .map(|(n, s)| format!("{n} {}/{}", s.len(), c.seeds))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
-        );
+        if flagged.is_empty() {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(out, "{}", c.label);
         for (name, seeds) in flagged {
             for (seed, reason) in seeds {
                 let _ = writeln!(out, "    {name}, seed {seed}: {reason}");
             }
         }
+    }
+    if !any {
+        let _ = writeln!(out, "nothing flagged");
     }
     Ok(out)
 }
