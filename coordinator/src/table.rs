@@ -316,6 +316,46 @@ mod tests {
     }
 
     #[test]
+    fn rows_count_each_verdict_over_their_finished_trials() {
+        use gradsweep_proto::{TrialResult, Verdict};
+        let verdict = |name: &str, flagged: bool| Verdict {
+            name: name.into(),
+            flagged,
+            ..Verdict::default()
+        };
+        let mut trials = trials();
+        for t in &mut trials {
+            // Trial 0 stagnant, trial 3 (diverged) flagged as divergence; the pending and
+            // failed trials report nothing.
+            t.result = Some(TrialResult {
+                verdicts: vec![
+                    verdict("stagnant_loss", t.index == 0),
+                    verdict("divergence", t.index == 3),
+                ],
+                ..TrialResult::default()
+            });
+        }
+        let t = build(&sweep(), &trials, epochs, &[], &[], false).unwrap();
+        let counts = |row: usize| -> Vec<(String, u32, u32)> {
+            t.rows[row]
+                .verdicts
+                .iter()
+                .map(|v| (v.name.clone(), v.flagged, v.of))
+                .collect()
+        };
+        assert_eq!(
+            counts(0),
+            [("stagnant_loss".into(), 1, 2), ("divergence".into(), 0, 2)]
+        );
+        assert_eq!(
+            counts(1),
+            [("stagnant_loss".into(), 0, 2), ("divergence".into(), 1, 2)]
+        );
+        // Pending and failed trials count in no verdict.
+        assert!(counts(3).is_empty());
+    }
+
+    #[test]
     fn bad_requests_name_the_field() {
         let e = build(&sweep(), &trials(), epochs, &["colour".into()], &[], false)
             .unwrap_err()

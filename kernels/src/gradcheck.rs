@@ -364,7 +364,7 @@ mod tests {
         };
         let g: Vec<f64> = grad(&x).iter().map(|g| g * 1e-9).collect();
         let right = run(&g);
-        assert!(right.passed && right.rel_error < 1e-8, "{right:?}");
+        assert!(right.passed && right.rel_error < 1e-6, "{right:?}");
         let doubled: Vec<f64> = g.iter().map(|g| 2.0 * g).collect();
         assert!((run(&doubled).rel_error - 0.5).abs() < 1e-6);
         let zero = run(&[0.0; 3]);

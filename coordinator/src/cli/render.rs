@@ -426,4 +426,43 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn verdict_counts_render_only_when_asked() {
+        use gradsweep_proto::VerdictCount;
+        let mut r = row("sigmoid", 0.1, 2);
+        r.verdicts = vec![VerdictCount {
+            name: "stagnant_loss".into(),
+            flagged: 2,
+            of: 2,
+        }];
+        let t = Table {
+            sweep_id: 1,
+            axes: vec!["activation".into()],
+            metrics: vec!["m".into()],
+            rows: vec![r],
+        };
+        assert!(!super::table(&t, Format::Table).contains("stagnant_loss"));
+        let text = table_with(&t, Format::Table, true);
+        assert!(
+            text.lines().next().unwrap().ends_with("stagnant_loss"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().ends_with("2/2"), "{text}");
+        let csv = table_with(&t, Format::Csv, true);
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",stagnant_loss_flagged,stagnant_loss_of")
+        );
+        assert!(csv.lines().nth(1).unwrap().ends_with(",2,2"), "{csv}");
+        let json = table_with(&t, Format::Json, true);
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["rows"][0]["verdicts"]["stagnant_loss"]["flagged"], 2);
+        assert_eq!(
+            super::table(&t, Format::Csv),
+            table_with(&t, Format::Csv, false)
+        );
+    }
 }
