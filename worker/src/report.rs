@@ -88,8 +88,8 @@ pub struct Verdict {
     /// What was measured: when flagged, the value(s) that crossed the threshold; else
     /// the values that did not.
     pub reason: String,
-    /// The deciding measurement (when flagged, the one that crossed its threshold; NaN
-    /// when nothing could be measured).
+    /// The deciding measurement (when flagged, the one that crossed its threshold); 0,
+    /// with a threshold of 0, when nothing could be measured.
     pub value: f64,
     /// Its threshold.
     pub threshold: f64,
@@ -104,8 +104,8 @@ impl Verdict {
             flagged,
             criterion,
             reason,
-            value: f64::NAN,
-            threshold: f64::NAN,
+            value: 0.0,
+            threshold: 0.0,
             below: true,
         }
     }
