@@ -216,9 +216,11 @@ pub struct DirectionalCheck {
     pub passed: bool,
 }
 
-/// `count` random unit vectors of `len` entries (Gaussian entries, normalised), from
-/// `seed`: a direction independent of the gradient it checks.
-pub fn unit_directions(len: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
+/// A random unit vector of `len` entries (Gaussian entries, normalised) from `seed`: a
+/// direction independent of the gradient it checks. Held in f32 (the check uses the
+/// same rounded entries on both sides), so that a direction costs a tensor's size in
+/// f32, not f64.
+pub fn unit_direction(len: usize, seed: u64) -> Vec<f32> {
     // SplitMix64 → Box–Muller: enough randomness for test directions, no dependency.
     let mut state = seed;
     let mut next = move || {
@@ -229,44 +231,50 @@ pub fn unit_directions(len: usize, count: usize, seed: u64) -> Vec<Vec<f64>> {
         z ^= z >> 31;
         ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
-    (0..count)
+    let v: Vec<f64> = (0..len)
         .map(|_| {
-            let mut v: Vec<f64> = (0..len)
-                .map(|_| {
-                    let (u1, u2) = (next(), next());
-                    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-                })
-                .collect();
-            let norm = v
-                .iter()
-                .map(|x| x * x)
-                .sum::<f64>()
-                .sqrt()
-                .max(f64::MIN_POSITIVE);
-            v.iter_mut().for_each(|x| *x /= norm);
-            v
+            let (u1, u2) = (next(), next());
+            (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
         })
-        .collect()
+        .collect();
+    let norm = v
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    v.iter().map(|x| (x / norm) as f32).collect()
 }
 
-/// Checks `analytic` (a whole tensor's gradient) along `directions`: `loss_along(v, t)`
-/// is the loss with the tensor moved by t·v (and restored). The derivative along v is
-/// the five-point central difference (−f(2h) + 8f(h) − 8f(−h) + f(−2h)) / 12h, h =
+/// Checks `analytic` (a whole tensor's gradient) along [`Directional::directions`]
+/// random unit directions drawn from `seed` (one at a time): `loss_along(v, t)` is the
+/// loss with the tensor moved by t·v (and restored). The derivative along v is the
+/// five-point central difference (−f(2h) + 8f(h) − 8f(−h) + f(−2h)) / 12h, h =
 /// [`Directional::step`] (it depends on the analytic gradient only through its RMS,
 /// which changes how exact the numeric derivative is, not what it converges to).
 pub fn directional<E>(
     analytic: &[f64],
-    directions: &[Vec<f64>],
+    seed: u64,
     tolerance: Directional,
-    mut loss_along: impl FnMut(&[f64], f64) -> Result<f64, E>,
+    mut loss_along: impl FnMut(&[f32], f64) -> Result<f64, E>,
 ) -> Result<DirectionalCheck, E> {
     let h = tolerance.step(analytic);
-    let mut a = Vec::with_capacity(directions.len());
-    let mut n = Vec::with_capacity(directions.len());
-    for v in directions {
-        a.push(analytic.iter().zip(v).map(|(g, v)| g * v).sum::<f64>());
-        let (p2, p1) = (loss_along(v, 2.0 * h)?, loss_along(v, h)?);
-        let (m1, m2) = (loss_along(v, -h)?, loss_along(v, -2.0 * h)?);
+    let mut a = Vec::with_capacity(tolerance.directions);
+    let mut n = Vec::with_capacity(tolerance.directions);
+    for k in 0..tolerance.directions {
+        let key = seed
+            .wrapping_add(k as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let v = unit_direction(analytic.len(), key);
+        a.push(
+            analytic
+                .iter()
+                .zip(&v)
+                .map(|(g, &v)| g * f64::from(v))
+                .sum::<f64>(),
+        );
+        let (p2, p1) = (loss_along(&v, 2.0 * h)?, loss_along(&v, h)?);
+        let (m1, m2) = (loss_along(&v, -h)?, loss_along(&v, -2.0 * h)?);
         n.push((-p2 + 8.0 * p1 - 8.0 * m1 + m2) / (12.0 * h));
     }
     Ok(judge_directional(a, n, tolerance))
@@ -354,10 +362,13 @@ mod tests {
     #[test]
     fn directional_check_scores_scale_free() {
         let x = [0.3, -1.2, 0.7];
-        let dirs = unit_directions(3, 4, 7);
         let run = |g: &[f64]| {
-            directional(g, &dirs, Directional::F64, |v, t| {
-                let y: Vec<f64> = x.iter().zip(v).map(|(x, v)| x + t * v).collect();
+            directional(g, 7, Directional::F64, |v, t| {
+                let y: Vec<f64> = x
+                    .iter()
+                    .zip(v)
+                    .map(|(x, &v)| x + t * f64::from(v))
+                    .collect();
                 Ok::<_, Infallible>(f(&y) * 1e-9)
             })
             .unwrap()
@@ -379,12 +390,10 @@ mod tests {
 
     #[test]
     fn unit_directions_are_unit_and_seeded() {
-        let d = unit_directions(1000, 3, 1);
-        for v in &d {
-            let n: f64 = v.iter().map(|x| x * x).sum();
-            assert!((n - 1.0).abs() < 1e-12);
-        }
-        assert_eq!(d, unit_directions(1000, 3, 1));
-        assert_ne!(d[0], d[1]);
+        let v = unit_direction(1000, 1);
+        let n: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+        assert!((n - 1.0).abs() < 1e-6);
+        assert_eq!(v, unit_direction(1000, 1));
+        assert_ne!(v, unit_direction(1000, 2));
     }
 }
