@@ -10,6 +10,10 @@
 //! batchnorm  = [false, true]
 //! ```
 //!
+//! A nested field can be an axis of its own with a dotted key (`"optimizer.lr" = [0.01,
+//! 0.1]`, or TOML's `optimizer.lr = [..]`; see [`NESTED_GRID_KEYS`]): each value is
+//! merged into the trial's table and labelled short (`lr=0.01`).
+//!
 //! Every value is parsed by the trial's own field parsers
 //! ([`TrialConfig::set_field`]), so errors carry paths such as
 //! `grid.activation[2]: unknown activation "relux"; expected one of …`.
