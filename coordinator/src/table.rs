@@ -7,7 +7,9 @@
 //! missing from `count`).
 
 use crate::Error;
-use gradsweep_proto::{EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState};
+use gradsweep_proto::{
+    EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState, VerdictCount,
+};
 use std::collections::BTreeMap;
 
 /// The metrics a table can show: the six numbers of every epoch, and `penalty`.
@@ -82,14 +84,18 @@ pub fn build(
     // Row key: the chosen axes' value indices, so rows sort in the spec's order.
     // Per row: the succeeded trials' metric values, and [diverged, failed, cancelled,
     // unfinished] counts.
-    type Group = (Vec<Vec<f64>>, [u32; 4]);
+    // And per row, each verdict's flagged and reported counts.
+    type Group = (Vec<Vec<f64>>, [u32; 4], Vec<VerdictCount>);
     let mut groups: BTreeMap<Vec<u32>, Group> = BTreeMap::new();
     for trial in trials {
         let key: Vec<u32> = chosen
             .iter()
             .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
             .collect();
-        let (values, excluded) = groups.entry(key).or_default();
+        let (values, excluded, verdicts) = groups.entry(key).or_default();
+        if matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged) {
+            count_verdicts(verdicts, trial);
+        }
         let slot = match trial.state() {
             TrialState::Succeeded => None,
             TrialState::Diverged => Some(0),
@@ -120,7 +126,8 @@ pub fn build(
     }
     let rows = groups
         .into_iter()
-        .map(|(key, (values, excluded))| TableRow {
+        .map(|(key, (values, excluded, verdicts))| TableRow {
+            verdicts,
             diverged: excluded[0],
             failed: excluded[1],
             cancelled: excluded[2],
@@ -158,6 +165,24 @@ pub fn build(
         metrics,
         rows,
     })
+}
+
+/// Adds a finished trial's verdicts to a row's counts (in the order first reported).
+fn count_verdicts(counts: &mut Vec<VerdictCount>, trial: &Trial) {
+    for v in trial.result.iter().flat_map(|r| &r.verdicts) {
+        let i = match counts.iter().position(|c| c.name == v.name) {
+            Some(i) => i,
+            None => {
+                counts.push(VerdictCount {
+                    name: v.name.clone(),
+                    ..VerdictCount::default()
+                });
+                counts.len() - 1
+            }
+        };
+        counts[i].of += 1;
+        counts[i].flagged += u32::from(v.flagged);
+    }
 }
 
 /// Mean and sample standard deviation (0 for fewer than two values; NaN mean for none).
@@ -288,6 +313,46 @@ mod tests {
         // The six numbers by default.
         let t = build(&sweep(), &trials(), epochs, &[], &[], false).unwrap();
         assert_eq!(t.metrics.len(), 6);
+    }
+
+    #[test]
+    fn rows_count_each_verdict_over_their_finished_trials() {
+        use gradsweep_proto::{TrialResult, Verdict};
+        let verdict = |name: &str, flagged: bool| Verdict {
+            name: name.into(),
+            flagged,
+            ..Verdict::default()
+        };
+        let mut trials = trials();
+        for t in &mut trials {
+            // Trial 0 stagnant, trial 3 (diverged) flagged as divergence; the pending and
+            // failed trials report nothing.
+            t.result = Some(TrialResult {
+                verdicts: vec![
+                    verdict("stagnant_loss", t.index == 0),
+                    verdict("divergence", t.index == 3),
+                ],
+                ..TrialResult::default()
+            });
+        }
+        let t = build(&sweep(), &trials, epochs, &[], &[], false).unwrap();
+        let counts = |row: usize| -> Vec<(String, u32, u32)> {
+            t.rows[row]
+                .verdicts
+                .iter()
+                .map(|v| (v.name.clone(), v.flagged, v.of))
+                .collect()
+        };
+        assert_eq!(
+            counts(0),
+            [("stagnant_loss".into(), 1, 2), ("divergence".into(), 0, 2)]
+        );
+        assert_eq!(
+            counts(1),
+            [("stagnant_loss".into(), 0, 2), ("divergence".into(), 1, 2)]
+        );
+        // Pending and failed trials count in no verdict.
+        assert!(counts(3).is_empty());
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod tests {
                     name: "vanishing_gradients".into(),
                     flagged: true,
                     reason: "ratio 1e-5 (threshold 1e-3)".into(),
+                    ..Verdict::default()
                 }],
                 gradcheck: Some(GradCheck {
                     layers: vec![LayerGradCheck {
@@ -61,6 +62,7 @@ mod tests {
                         max_abs_error: 1e-9,
                         max_rel_error: 1e-7,
                         passed: true,
+                        ..LayerGradCheck::default()
                     }],
                     passed: true,
                     ..GradCheck::default()

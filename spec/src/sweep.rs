@@ -10,6 +10,10 @@
 //! batchnorm  = [false, true]
 //! ```
 //!
+//! A nested field can be an axis of its own with a dotted key (`"optimizer.lr" = [0.01,
+//! 0.1]`, or TOML's `optimizer.lr = [..]`; see [`NESTED_GRID_KEYS`]): each value is
+//! merged into the trial's table and labelled short (`lr=0.01`).
+//!
 //! Every value is parsed by the trial's own field parsers
 //! ([`TrialConfig::set_field`]), so errors carry paths such as
 //! `grid.activation[2]: unknown activation "relux"; expected one of …`.
@@ -41,6 +45,23 @@ pub fn grid_keys() -> Vec<&'static str> {
         .collect()
 }
 
+/// The nested fields a `[grid]` may vary on their own, as dotted keys
+/// (`"optimizer.lr" = [0.01, 0.1]`, or TOML's `optimizer.lr = [..]`): each value is
+/// merged into the trial's table (the top-level one, or the default), and its axis label
+/// is short (`lr=0.01`).
+pub const NESTED_GRID_KEYS: [&str; 7] = [
+    "optimizer.lr",
+    "optimizer.momentum",
+    "optimizer.weight_decay",
+    "optimizer.betas",
+    "optimizer.eps",
+    "gradcheck.layer",
+    "gradcheck.samples",
+];
+
+/// The parent keys of [`NESTED_GRID_KEYS`].
+const NESTED_PARENTS: [&str; 2] = ["optimizer", "gradcheck"];
+
 /// The top-level keys of a sweep spec: the trial keys with `seeds` for `seed`, and
 /// `grid`.
 pub fn sweep_keys() -> Vec<&'static str> {
@@ -63,8 +84,89 @@ pub struct Axis {
     /// Each value's canonical text (`relu`, `[512, 256]`).
     pub labels: Vec<String>,
     values: Vec<Value>,
-    /// The bytes each value takes in a trial's canonical TOML.
+    /// The bytes each value takes in a trial's canonical TOML (for a nested field: its
+    /// parent key's bytes with that value).
     bytes: Vec<usize>,
+    /// For a dotted key: the parent key and the field (`optimizer`, `lr`).
+    nested: Option<(&'static str, &'static str)>,
+}
+
+impl Axis {
+    /// Sets value `c` of this axis in `config` (a nested field is merged into its
+    /// parent's table); errors name `grid.<key>[c]`.
+    fn apply(&self, config: &mut TrialConfig, c: usize) -> Result<(), ConfigError> {
+        let path = join_index(&join_key("grid", &self.key), c);
+        match self.nested {
+            None => config.set_field(&self.key, &self.values[c], &path),
+            Some((parent, field)) => set_nested(config, parent, field, &self.values[c], &path),
+        }
+    }
+}
+
+/// The table a table-valued key holds in `config`, as TOML.
+fn parent_table(config: &TrialConfig, parent: &str) -> Table {
+    let text = config.field_text(parent).unwrap_or_default();
+    format!("v = {text}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .and_then(|v| v.as_table().cloned())
+        .unwrap_or_default()
+}
+
+/// Sets `parent.field = value` in `config`, keeping the parent's other fields; an error
+/// about the field is reported at `path` (`grid.optimizer.lr[1]`).
+fn set_nested(
+    config: &mut TrialConfig,
+    parent: &str,
+    field: &str,
+    value: &Value,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let mut table = parent_table(config, parent);
+    table.insert(field.to_owned(), value.clone());
+    let field_path = join_key(parent, field);
+    config
+        .set_field(parent, &Value::Table(table), parent)
+        .map_err(|e| {
+            let at = if e.path == field_path || e.path.starts_with(&format!("{field_path}[")) {
+                format!("{path}{}", &e.path[field_path.len()..])
+            } else {
+                format!("{path} ({})", e.path)
+            };
+            ConfigError::new(at, e.message)
+        })
+}
+
+/// A nested field's axis label: `lr=0.01`, `layer=linear5`.
+fn nested_label(config: &TrialConfig, parent: &str, field: &str) -> String {
+    let value = parent_table(config, parent)
+        .get(field)
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        })
+        .unwrap_or_default();
+    format!("{field}={value}")
+}
+
+/// `[grid]` with TOML's dotted tables (`optimizer.lr = [..]` is `optimizer = { lr = [..] }`)
+/// flattened into dotted keys (`"optimizer.lr"`).
+fn flatten_grid(grid: &Table) -> Table {
+    let mut flat = Table::new();
+    for (key, value) in grid {
+        match value {
+            Value::Table(inner) if NESTED_PARENTS.contains(&key.as_str()) => {
+                for (field, v) in inner {
+                    flat.insert(format!("{key}.{field}"), v.clone());
+                }
+            }
+            _ => {
+                flat.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    flat
 }
 
 /// A parsed sweep spec, not yet expanded.
@@ -115,12 +217,40 @@ impl SweepSpec {
         }
         check_keys(table, "", &sweep_keys())?;
         let grid = match table.get("grid") {
-            Some(value) => value
-                .as_table()
-                .ok_or_else(|| type_error("grid", "a table", value))?,
-            None => &Table::new(),
+            Some(value) => flatten_grid(
+                value
+                    .as_table()
+                    .ok_or_else(|| type_error("grid", "a table", value))?,
+            ),
+            None => Table::new(),
         };
-        check_keys(grid, "grid", &grid_keys())?;
+        let grid = &grid;
+        for key in grid.keys() {
+            if let Some((parent, _)) = key.split_once('.')
+                && !NESTED_GRID_KEYS.contains(&key.as_str())
+            {
+                let fields: Vec<&str> = NESTED_GRID_KEYS
+                    .iter()
+                    .copied()
+                    .filter(|k| k.split_once('.').is_some_and(|(p, _)| p == parent))
+                    .collect();
+                return Err(ConfigError::new(
+                    join_key("grid", key),
+                    if fields.is_empty() {
+                        format!(
+                            "unknown key; a grid varies these nested fields on their own: {}",
+                            NESTED_GRID_KEYS.join(", ")
+                        )
+                    } else {
+                        format!("unknown nested key; expected one of {}", fields.join(", "))
+                    },
+                )
+                .into());
+            }
+        }
+        let mut known = grid_keys();
+        known.extend(NESTED_GRID_KEYS);
+        check_keys(grid, "grid", &known)?;
 
         let mut base = TrialConfig {
             name: "sweep".to_owned(),
@@ -142,46 +272,72 @@ impl SweepSpec {
 
         let mut axes = Vec::new();
         for key in grid_keys() {
-            let Some(value) = grid.get(key) else { continue };
-            let path = join_key("grid", key);
-            if table.contains_key(key) {
-                return Err(ConfigError::new(
-                    path,
-                    "also given at the top level; give it in one place",
-                )
-                .into());
-            }
-            let items = value
-                .as_array()
-                .ok_or_else(|| type_error(&path, "an array of values", value))?;
-            if items.is_empty() {
-                return Err(ConfigError::new(path, "empty list; give at least one value").into());
-            }
-            let mut labels: Vec<String> = Vec::with_capacity(items.len());
-            let mut bytes: Vec<usize> = Vec::with_capacity(items.len());
-            let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
-            let mut config = base.clone();
-            for (i, item) in items.iter().enumerate() {
-                let item_path = join_index(&path, i);
-                config.set_field(key, item, &item_path)?;
-                let label = config.field_text(key).unwrap_or_default();
-                if let Some(&j) = seen.get(&label) {
+            let nested = NESTED_GRID_KEYS
+                .iter()
+                .filter_map(|k| k.split_once('.').filter(|(p, _)| *p == key));
+            let keys = std::iter::once((key, None))
+                .chain(nested.map(|(parent, field)| (parent, Some(field))));
+            for (key, field) in keys {
+                let name = match field {
+                    Some(f) => format!("{key}.{f}"),
+                    None => key.to_owned(),
+                };
+                let Some(value) = grid.get(&name) else {
+                    continue;
+                };
+                let path = join_key("grid", &name);
+                if field.is_none() && table.contains_key(key) {
                     return Err(ConfigError::new(
-                        item_path,
-                        format!("the same value as {} ({label})", join_index(&path, j)),
+                        path,
+                        "also given at the top level; give it in one place",
                     )
                     .into());
                 }
-                seen.insert(label.clone(), i);
-                labels.push(label);
-                bytes.push(config.canonical_bytes(key).unwrap_or_default());
+                if field.is_some() && grid.contains_key(key) {
+                    return Err(ConfigError::new(
+                        path,
+                        format!("grid.{key} varies the whole table already; give one of the two"),
+                    )
+                    .into());
+                }
+                let items = value
+                    .as_array()
+                    .ok_or_else(|| type_error(&path, "an array of values", value))?;
+                if items.is_empty() {
+                    return Err(
+                        ConfigError::new(path, "empty list; give at least one value").into(),
+                    );
+                }
+                let nested = field.map(|f| (key, f));
+                let mut axis = Axis {
+                    key: name,
+                    labels: Vec::with_capacity(items.len()),
+                    values: items.clone(),
+                    bytes: Vec::with_capacity(items.len()),
+                    nested,
+                };
+                let mut seen: HashMap<String, usize> = HashMap::with_capacity(items.len());
+                for i in 0..items.len() {
+                    let mut config = base.clone();
+                    axis.apply(&mut config, i)?;
+                    let label = match nested {
+                        Some((parent, field)) => nested_label(&config, parent, field),
+                        None => config.field_text(key).unwrap_or_default(),
+                    };
+                    if let Some(&j) = seen.get(&label) {
+                        return Err(ConfigError::new(
+                            join_index(&path, i),
+                            format!("the same value as {} ({label})", join_index(&path, j)),
+                        )
+                        .into());
+                    }
+                    seen.insert(label.clone(), i);
+                    axis.labels.push(label);
+                    axis.bytes
+                        .push(config.canonical_bytes(key).unwrap_or_default());
+                }
+                axes.push(axis);
             }
-            axes.push(Axis {
-                key: key.to_owned(),
-                labels,
-                values: items.clone(),
-                bytes,
-            });
         }
         Ok(SweepSpec {
             name: base.name.clone(),
@@ -207,11 +363,21 @@ impl SweepSpec {
         let count = u128::from(self.trial_count());
         let mut fixed = self.base.to_toml_string().len() as u128;
         let mut varying: u128 = 0;
+        // A nested axis changes its parent's bytes by its value's length less the base
+        // value's; several nested axes on one parent add up their changes.
+        let mut nested_delta: i128 = 0;
         for axis in &self.axes {
-            fixed -= self.base.canonical_bytes(&axis.key).unwrap_or_default() as u128;
             let each = count / axis.bytes.len() as u128;
+            if let Some((parent, _)) = axis.nested {
+                let base = self.base.canonical_bytes(parent).unwrap_or_default() as i128;
+                let sum: i128 = axis.bytes.iter().map(|&b| b as i128 - base).sum();
+                nested_delta += each as i128 * sum;
+                continue;
+            }
+            fixed -= self.base.canonical_bytes(&axis.key).unwrap_or_default() as u128;
             varying += each * axis.bytes.iter().map(|&b| b as u128).sum::<u128>();
         }
+        let varying = (varying as i128 + nested_delta).max(0) as u128;
         fixed -= self.base.canonical_bytes("seed").unwrap_or_default() as u128;
         let mut seeded = self.base.clone();
         let seed_bytes: u128 = self
@@ -222,8 +388,8 @@ impl SweepSpec {
                 seeded.canonical_bytes("seed").unwrap_or_default() as u128
             })
             .sum();
-        varying += count / self.seeds.len().max(1) as u128 * seed_bytes;
-        u64::try_from(count * fixed + varying).unwrap_or(u64::MAX)
+        let seeded_varying = count / self.seeds.len().max(1) as u128 * seed_bytes;
+        u64::try_from(count * fixed + varying + seeded_varying).unwrap_or(u64::MAX)
     }
 
     /// Expands the grid × seeds into validated, keyed trials, in the module's fixed
@@ -252,8 +418,7 @@ impl SweepSpec {
         loop {
             let mut point = self.base.clone();
             for (axis, &c) in self.axes.iter().zip(&choice) {
-                let path = join_index(&join_key("grid", &axis.key), c);
-                point.set_field(&axis.key, &axis.values[c], &path)?;
+                axis.apply(&mut point, c)?;
             }
             for &seed in &self.seeds {
                 let config = TrialConfig {

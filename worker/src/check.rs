@@ -1,16 +1,23 @@
-//! The gradient check of a trial: the trained network copied into f64 on the CPU, its
-//! loss (mean cross-entropy + L1/L2 penalty) differentiated by central differences on a
-//! fixed small batch, batch norm in training mode and dropout masks held fixed. The
-//! f64 analytic gradient is checked with PyTorch `gradcheck`'s tolerances; the trial
-//! device's own f32 gradient on the same batch and masks is checked beside it with f32
-//! tolerances.
+//! The gradient check of a trial: the network (at its initial weights, and trained)
+//! copied into f64 on the CPU, its loss (mean cross-entropy + L1/L2 penalty)
+//! differentiated numerically on a fixed small batch, batch norm in training mode and
+//! dropout masks held fixed.
+//!
+//! Two criteria, both must hold: the **directional check** (the criterion that decides;
+//! [`Directional`]): every parameter tensor of a checked layer — its weight, bias and
+//! batch norm's γ and β — along random unit directions, relative error against the
+//! tensor's own gradient scale, so that a small gradient is no easier to get wrong; and
+//! PyTorch `gradcheck`'s **elementwise** test on sampled weight and bias entries
+//! (|a − n| ≤ 1e-5 + 1e-3·|n|), whose absolute tolerance alone would pass any gradient
+//! smaller than 1e-5. The trial device's own f32 gradient on the same batch and masks
+//! is checked elementwise beside it with f32 tolerances.
 
 use crate::config::{GradCheckLayer, TrialConfig};
 use crate::data::Dataset;
 use crate::model::{Mlp, Mode, pytorch_index, transposed};
-use crate::report::{DeviceGradCheck, GradCheckReport, LayerGradCheck};
+use crate::report::{DeviceGradCheck, GradCheckReport, LayerGradCheck, TensorCheck};
 use crate::train::normalisation;
-use gradsweep_kernels::gradcheck::{self, EntryCheck, Tolerance};
+use gradsweep_kernels::gradcheck::{self, Directional, EntryCheck, Tolerance};
 use gradsweep_kernels::{Backend, CpuBackend, Float, Result};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -59,12 +66,13 @@ pub struct CheckBatch {
 }
 
 impl CheckBatch {
-    /// The first [`GRADCHECK_ROWS`] training samples of `data`, standardised.
+    /// The first [`GRADCHECK_ROWS`] training samples of `data`, as training feeds them
+    /// (standardised or not, per `input_norm`).
     pub fn new(config: &TrialConfig, data: &Dataset) -> CheckBatch {
         let rows = GRADCHECK_ROWS.min(data.train.len());
         let features = data.shape.features();
         let plane = features / data.shape.channels;
-        let (scale, shift) = normalisation(data);
+        let (scale, shift) = normalisation(config, data);
         let mut x = Vec::with_capacity(rows * features);
         for image in data.train.images.chunks_exact(features).take(rows) {
             for (f, &p) in image.iter().enumerate() {
@@ -117,6 +125,17 @@ impl CheckBatch {
     /// Draws the check's fixed dropout masks into `model` and runs forward and
     /// backward on `backend`: every parameter's gradient of [`CheckBatch::loss`].
     pub fn gradients<B: Backend>(&self, backend: &B, model: &mut Mlp<B>) -> Result<()> {
+        self.gradients_with(backend, model, |_| ())
+    }
+
+    /// [`CheckBatch::gradients`], calling `between` on the model after the forward pass
+    /// and before the backward one (tests use it to break the backward pass).
+    pub fn gradients_with<B: Backend>(
+        &self,
+        backend: &B,
+        model: &mut Mlp<B>,
+        between: impl FnOnce(&mut Mlp<B>),
+    ) -> Result<()> {
         let x: Vec<B::F> = self.x.iter().map(|&v| B::F::from_f64(v)).collect();
         let x = backend.upload(&x)?;
         let mut y = backend.zeros_idx(self.rows)?;
@@ -126,6 +145,7 @@ impl CheckBatch {
         let mut acc = backend.zeros(2)?;
         let (logits, dlogits) = model.logits_and_grad();
         backend.softmax_xent(logits, &y, self.rows, self.classes, Some(dlogits), &mut acc)?;
+        between(model);
         model.backward(backend, &x, self.rows)?;
         for layer in &mut model.layers {
             let len = layer.weight.len;
@@ -203,6 +223,8 @@ fn judge(
         max_abs_error: result.max_abs_error,
         max_rel_error: result.max_rel_error,
         passed: result.passed,
+        elementwise_passed: result.passed,
+        tensors: Vec::new(),
         worst: result.worst.map(|e| {
             let w_len = inputs * outputs;
             if e.index < w_len {
@@ -251,6 +273,144 @@ pub fn check_layer(
     ))
 }
 
+/// The layers a config's `gradcheck.layer` names (0-based); `None` for `"none"`.
+fn checked_layers(config: &TrialConfig, layers: usize) -> Option<Vec<usize>> {
+    match config.gradcheck.layer {
+        GradCheckLayer::None => None,
+        GradCheckLayer::All => Some((0..layers).collect()),
+        GradCheckLayer::Linear(n) => Some(vec![n - 1]),
+    }
+}
+
+/// The parameter tensors of Linear layer `index`, as the directional check moves them:
+/// weight, bias, then batch norm's γ and β when there is batch norm.
+fn tensor(
+    model: &mut Mlp<CpuBackend<f64>>,
+    index: usize,
+    which: usize,
+) -> &mut crate::model::Param<CpuBackend<f64>> {
+    let layer = &mut model.layers[index];
+    match (which, &mut layer.bn) {
+        (0, _) => &mut layer.weight,
+        (1, _) => &mut layer.bias,
+        (2, Some(bn)) => &mut bn.gamma,
+        (_, Some(bn)) => &mut bn.beta,
+        (_, None) => unreachable!("only layers with batch norm have tensors 2 and 3"),
+    }
+}
+
+/// The directional check ([`Directional::F64`]) of every tensor of layer `index`, whose
+/// gradients [`CheckBatch::gradients`] filled; directions drawn from `seed`.
+pub fn check_directions(
+    cpu: &CpuBackend<f64>,
+    model: &mut Mlp<CpuBackend<f64>>,
+    batch: &CheckBatch,
+    index: usize,
+    seed: u64,
+) -> Result<Vec<TensorCheck>> {
+    let count = if model.layers[index].bn.is_some() {
+        4
+    } else {
+        2
+    };
+    let tolerance = Directional::F64;
+    let mut out = Vec::with_capacity(count);
+    for which in 0..count {
+        // The gradient is taken out of the model while the loss is evaluated (no copy);
+        // `saved` restores the values exactly after each step.
+        let p = tensor(model, index, which);
+        let name = p.name.clone();
+        let len = p.len;
+        let grad = std::mem::take(&mut p.grad);
+        let saved = p.value[..len].to_vec();
+        let key = seed ^ ((index as u64) << 8 | which as u64).wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let result = gradcheck::directional(&grad[..len], key, tolerance, |v, t| {
+            let p = tensor(model, index, which);
+            for ((x, s), &v) in p.value.iter_mut().zip(&saved).zip(v) {
+                *x = s + t * f64::from(v);
+            }
+            let loss = batch.loss(cpu, model);
+            tensor(model, index, which).value[..len].copy_from_slice(&saved);
+            loss
+        });
+        let grad_rms = (grad[..len].iter().map(|g| g * g).sum::<f64>() / len.max(1) as f64).sqrt();
+        tensor(model, index, which).grad = grad;
+        let result = result?;
+        out.push(TensorCheck {
+            param: name,
+            entries: len,
+            grad_rms,
+            directions: tolerance.directions,
+            rel_error: result.rel_error,
+            passed: result.passed,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks the f64 `model`, whose gradients [`CheckBatch::gradients`] filled (or a test
+/// changed), at `layers` (0-based): the elementwise PyTorch test on `samples` entries and
+/// the directional check of every tensor. `stage` says which weights these are.
+pub fn check_model(
+    cpu: &CpuBackend<f64>,
+    model: &mut Mlp<CpuBackend<f64>>,
+    batch: &CheckBatch,
+    layers: &[usize],
+    samples: usize,
+    seed: u64,
+    stage: &str,
+) -> Result<GradCheckReport> {
+    let mut out = Vec::with_capacity(layers.len());
+    for &index in layers {
+        let mut layer = check_layer(cpu, model, batch, index, samples, seed)?;
+        layer.tensors = check_directions(cpu, model, batch, index, seed)?;
+        layer.passed = layer.elementwise_passed && layer.tensors.iter().all(|t| t.passed);
+        out.push(layer);
+    }
+    Ok(GradCheckReport {
+        stage: stage.to_owned(),
+        dtype: "f64".into(),
+        batch: batch.rows,
+        tolerance: Tolerance::F64,
+        directional: Directional::F64,
+        criterion: CRITERION.to_owned(),
+        passed: out.iter().all(|r| r.passed),
+        layers: out,
+        device: None,
+    })
+}
+
+/// The criterion as reports state it.
+pub const CRITERION: &str = "directional: per tensor (weight, bias, batch norm γ/β), 4 random \
+    unit directions v, g·v against a 5-point central difference of the f64 loss along v \
+    (step: a loss change of 1e-9, 1e-8 to 1e-2 per entry), relative error ‖a − n‖/max(‖a‖, ‖n‖) ≤ 1e-4 (CS231n, \
+    \"Gradient checks\": above 1e-4 is uncomfortable without kinks); and elementwise as \
+    torch.autograd.gradcheck: |a − n| ≤ 1e-5 + 1e-3·|n|, eps 1e-6";
+
+/// The check of the untrained model (epoch 0): the initial weights of `config`, built in
+/// f64 on the CPU; `None` when the config turns the check off.
+pub fn check_initial(config: &TrialConfig, data: &Dataset) -> Result<Option<GradCheckReport>> {
+    let arch = crate::train::architecture(config, data);
+    let Some(layers) = checked_layers(config, arch.linear_shapes().len()) else {
+        return Ok(None);
+    };
+    let cpu = CpuBackend::<f64>::new(1);
+    let params = crate::train::initial_params(config, &arch);
+    let mut m64 = Mlp::new(&cpu, arch, &params, GRADCHECK_ROWS)?;
+    let batch = CheckBatch::new(config, data);
+    batch.gradients(&cpu, &mut m64)?;
+    let report = check_model(
+        &cpu,
+        &mut m64,
+        &batch,
+        &layers,
+        config.gradcheck.samples,
+        config.seed,
+        "epoch 0 (initial weights)",
+    )?;
+    Ok(Some(report))
+}
+
 /// The gradient check a trial's config asks for, on `model` (trained on `backend`);
 /// `None` when the config says `layer = "none"`. The model's activation buffers are
 /// overwritten; its parameters and running statistics are not.
@@ -260,42 +420,35 @@ pub fn check_trial<B: Backend>(
     config: &TrialConfig,
     data: &Dataset,
 ) -> Result<Option<GradCheckReport>> {
-    let layers: Vec<usize> = match config.gradcheck.layer {
-        GradCheckLayer::None => return Ok(None),
-        GradCheckLayer::All => (0..model.layers.len()).collect(),
-        GradCheckLayer::Linear(n) => vec![n - 1],
+    let Some(layers) = checked_layers(config, model.layers.len()) else {
+        return Ok(None);
     };
     let cpu = CpuBackend::<f64>::new(1);
     let mut m64 = to_f64(backend, model)?;
     let batch = CheckBatch::new(config, data);
     batch.gradients(&cpu, &mut m64)?;
-    let device_ok = model.max_rows() >= batch.rows;
-    if device_ok {
+    let mut report = check_model(
+        &cpu,
+        &mut m64,
+        &batch,
+        &layers,
+        config.gradcheck.samples,
+        config.seed,
+        "trained",
+    )?;
+    if model.max_rows() >= batch.rows {
         batch.gradients(backend, model)?;
-    }
-    let mut f64_layers = Vec::with_capacity(layers.len());
-    let mut device_layers = Vec::with_capacity(layers.len());
-    for index in layers {
-        let analytic = layer_gradient(&cpu, &m64, index)?;
-        let picked = pick(analytic.len(), config.gradcheck.samples, config.seed, index);
-        let numeric = numeric(&cpu, &mut m64, &batch, index, &picked)?;
-        let layer = &m64.layers[index];
-        let names = (layer.weight.name.as_str(), layer.bias.name.as_str());
-        let name = format!("linear{}", index + 1);
-        let shape = (layer.inputs, layer.outputs);
-        f64_layers.push(judge(
-            name.clone(),
-            names,
-            shape,
-            &analytic,
-            &picked,
-            &numeric,
-            Tolerance::F64,
-        ));
-        if device_ok {
+        let mut device_layers = Vec::with_capacity(layers.len());
+        for &index in &layers {
+            let analytic = layer_gradient(&cpu, &m64, index)?;
+            let picked = pick(analytic.len(), config.gradcheck.samples, config.seed, index);
+            let numeric = numeric(&cpu, &mut m64, &batch, index, &picked)?;
+            let layer = &m64.layers[index];
+            let names = (layer.weight.name.as_str(), layer.bias.name.as_str());
+            let shape = (layer.inputs, layer.outputs);
             let device_grad = layer_gradient(backend, model, index)?;
             device_layers.push(judge(
-                name,
+                format!("linear{}", index + 1),
                 names,
                 shape,
                 &device_grad,
@@ -304,19 +457,12 @@ pub fn check_trial<B: Backend>(
                 Tolerance::F32,
             ));
         }
+        report.device = Some(DeviceGradCheck {
+            device: backend.name(),
+            tolerance: Tolerance::F32,
+            passed: device_layers.iter().all(|r| r.passed),
+            layers: device_layers,
+        });
     }
-    let device = device_ok.then(|| DeviceGradCheck {
-        device: backend.name(),
-        tolerance: Tolerance::F32,
-        passed: device_layers.iter().all(|r| r.passed),
-        layers: device_layers,
-    });
-    Ok(Some(GradCheckReport {
-        dtype: "f64".into(),
-        batch: batch.rows,
-        tolerance: Tolerance::F64,
-        passed: f64_layers.iter().all(|r| r.passed),
-        layers: f64_layers,
-        device,
-    }))
+    Ok(Some(report))
 }

@@ -309,6 +309,15 @@ impl<B: Backend> Mlp<B> {
         Ok(())
     }
 
+    /// Makes the next [`Mlp::backward`] ignore the dropout masks the last forward pass
+    /// applied, as a backward pass that forgot dropout would: the gradient check's tests
+    /// use it to show that such a gradient fails.
+    pub fn forget_dropout_masks(&mut self) {
+        for layer in &mut self.layers {
+            layer.dropout_active = false;
+        }
+    }
+
     /// Forward pass of `rows` samples of `x` (`rows × inputs`); the logits are then in
     /// [`Mlp::logits`].
     pub fn forward(&mut self, backend: &B, x: &B::Buf, rows: usize, mode: Mode) -> Result<()> {

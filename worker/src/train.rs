@@ -5,7 +5,7 @@
 //! with large forward-only batches, and measures every Linear layer's diagnostics.
 //! Everything stays on the device; only per-epoch numbers come back.
 
-use crate::config::{Optimizer, TrialConfig};
+use crate::config::{Init, InitScope, InputNorm, Optimizer, TrialConfig};
 use crate::data::Dataset;
 use crate::init;
 use crate::memory;
@@ -70,22 +70,41 @@ pub fn architecture(config: &TrialConfig, data: &Dataset) -> Architecture {
     }
 }
 
-/// The initial Linear parameters of a trial, drawn from its seed.
+/// The initial Linear parameters of a trial, drawn from its seed, layer by layer: the
+/// config's `init` on every layer (`init_scope = "all"`), or on the hidden layers with
+/// the output layer at `nn.Linear`'s default (`"hidden"`).
 pub fn initial_params(config: &TrialConfig, arch: &Architecture) -> Vec<LinearParams<f64>> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    arch.linear_shapes()
+    let shapes = arch.linear_shapes();
+    let last = shapes.len() - 1;
+    shapes
         .into_iter()
-        .map(|(fan_in, fan_out)| init::linear(config.init, fan_in, fan_out, &mut rng))
+        .enumerate()
+        .map(|(l, (fan_in, fan_out))| {
+            let scheme = match config.init_scope {
+                InitScope::Hidden if l == last => Init::Default,
+                _ => config.init,
+            };
+            init::linear(scheme, fan_in, fan_out, &mut rng)
+        })
         .collect()
 }
 
-/// The per-channel `(scale, shift)` that map a `u8` pixel to its standardised value:
-/// `(p/255 − mean)/std = p·scale + shift`, with the train split's statistics.
-pub fn normalisation(data: &Dataset) -> (Vec<f64>, Vec<f64>) {
-    data.channel_stats()
-        .into_iter()
-        .map(|(mean, std)| (1.0 / (255.0 * std), -mean / std))
-        .unzip()
+/// The per-channel `(scale, shift)` that map a `u8` pixel to the first layer's input,
+/// `p·scale + shift`: standardised, `(p/255 − mean)/std` with the train split's
+/// statistics (`input_norm = "standardize"`), or `p/255` (`"none"`).
+pub fn normalisation(config: &TrialConfig, data: &Dataset) -> (Vec<f64>, Vec<f64>) {
+    match config.input_norm {
+        InputNorm::Standardize => data
+            .channel_stats()
+            .into_iter()
+            .map(|(mean, std)| (1.0 / (255.0 * std), -mean / std))
+            .unzip(),
+        InputNorm::None => (
+            vec![1.0 / 255.0; data.shape.channels],
+            vec![0.0; data.shape.channels],
+        ),
+    }
 }
 
 fn to_f<F: Float>(v: &[f64]) -> Vec<F> {
@@ -190,7 +209,7 @@ pub fn train_until<B: Backend>(
     let mut model = Mlp::new(backend, arch, &params, max_rows)?;
     model.allocate_optimizer_state(backend, optimizer_buffers(&config.optimizer))?;
 
-    let (scale, shift) = normalisation(data);
+    let (scale, shift) = normalisation(config, data);
     let train_split = DeviceSplit::new(backend, &data.train)?;
     let val_split = DeviceSplit::new(backend, &data.val)?;
     let test_split = DeviceSplit::new(backend, &data.test)?;

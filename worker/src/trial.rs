@@ -56,9 +56,14 @@ pub struct TrialRecord {
     pub outcome: Outcome,
     /// Every completed epoch.
     pub epochs: Vec<EpochReport>,
-    /// Stagnant loss and vanishing gradients.
+    /// Stagnant loss, vanishing gradients, dead ReLU units, exploding gradients,
+    /// divergence.
     pub verdicts: Verdicts,
-    /// The gradient check; `None` when the config turned it off or the trial diverged.
+    /// The gradient check of the untrained model (epoch 0); `None` when the config
+    /// turned the check off.
+    pub gradcheck_initial: Option<GradCheckReport>,
+    /// The gradient check of the trained model; `None` when the config turned it off or
+    /// the trial diverged.
     pub gradcheck: Option<GradCheckReport>,
     /// Why there is no gradient check, when there is none.
     pub gradcheck_skipped: Option<String>,
@@ -165,6 +170,7 @@ pub fn run_until<B: Backend>(
 ) -> Result<TrialRecord, TrialError> {
     check_splits(config, data)?;
     let started = Instant::now();
+    let gradcheck_initial = check::check_initial(config, data)?;
     let mut trained =
         train::train_until(backend, config, data, on_event, stop)?.ok_or(TrialError::Stopped)?;
     let (gradcheck, gradcheck_skipped) = match trained.outcome {
@@ -185,7 +191,15 @@ pub fn run_until<B: Backend>(
         config: config.clone(),
         dataset: DatasetSummary::of(data),
         device: backend.name(),
-        verdicts: Verdicts::from_epochs(&trained.epochs, data.classes),
+        verdicts: Verdicts::from_epochs(
+            &trained.epochs,
+            data.classes,
+            match trained.outcome {
+                Outcome::Diverged { epoch } => Some(epoch),
+                Outcome::Completed => None,
+            },
+        ),
+        gradcheck_initial,
         outcome: trained.outcome,
         epochs: trained.epochs,
         gradcheck,

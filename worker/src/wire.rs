@@ -44,17 +44,18 @@ fn outcome(outcome: &Outcome) -> wire::Outcome {
 }
 
 fn verdicts(v: &Verdicts) -> Vec<wire::Verdict> {
-    [
-        ("stagnant_loss", &v.stagnant_loss),
-        ("vanishing_gradients", &v.vanishing_gradients),
-    ]
-    .into_iter()
-    .map(|(name, v)| wire::Verdict {
-        name: name.to_owned(),
-        flagged: v.flagged,
-        reason: v.reason.clone(),
-    })
-    .collect()
+    v.all()
+        .into_iter()
+        .map(|(name, v)| wire::Verdict {
+            name: name.to_owned(),
+            flagged: v.flagged,
+            reason: v.reason.clone(),
+            criterion: v.criterion.clone(),
+            value: v.value,
+            threshold: v.threshold,
+            below: v.below,
+        })
+        .collect()
 }
 
 fn tolerance(t: &Tolerance) -> wire::Tolerance {
@@ -74,6 +75,19 @@ fn layers(layers: &[LayerGradCheck]) -> Vec<wire::LayerGradCheck> {
             max_abs_error: l.max_abs_error,
             max_rel_error: l.max_rel_error,
             passed: l.passed,
+            elementwise_passed: l.elementwise_passed,
+            tensors: l
+                .tensors
+                .iter()
+                .map(|t| wire::TensorCheck {
+                    param: t.param.clone(),
+                    entries: t.entries as u64,
+                    grad_rms: t.grad_rms,
+                    directions: t.directions as u32,
+                    rel_error: t.rel_error,
+                    passed: t.passed,
+                })
+                .collect(),
         })
         .collect()
 }
@@ -84,6 +98,9 @@ fn gradcheck(g: &GradCheckReport) -> wire::GradCheck {
         batch: g.batch as u32,
         layers: layers(&g.layers),
         passed: g.passed,
+        stage: g.stage.clone(),
+        criterion: g.criterion.clone(),
+        directional_rtol: g.directional.rtol,
         ..wire::GradCheck::default()
     };
     if let Some(d) = &g.device {
@@ -101,6 +118,7 @@ pub fn result(record: &TrialRecord, worker_name: &str) -> wire::TrialResult {
         outcome: Some(outcome(&record.outcome)),
         verdicts: verdicts(&record.verdicts),
         gradcheck: record.gradcheck.as_ref().map(gradcheck),
+        gradcheck_initial: record.gradcheck_initial.as_ref().map(gradcheck),
         gradcheck_skipped: record.gradcheck_skipped.clone().unwrap_or_default(),
         dataset_fingerprint: record.dataset.fingerprint.clone(),
         device: record.device.clone(),

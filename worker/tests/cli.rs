@@ -124,7 +124,10 @@ fn train_prints_epochs_diagnostics_verdicts_and_gradcheck() {
         "linear3",
         "stagnant loss",
         "vanishing gradients",
-        "gradient check (f64",
+        "gradient check, epoch 0 (initial weights) (f64",
+        "gradient check, trained (f64",
+        "criterion: directional",
+        "linear1.weight",
         "PASSED",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in\n{stdout}");

@@ -102,8 +102,13 @@ enum Command {
     /// how many it has. Metrics: train_loss,
     /// train_accuracy, val_loss, val_accuracy, test_loss, test_accuracy, penalty
     /// (`test_acc` is short for `test_accuracy`).
+    ///
+    /// --verdicts adds, per row, how many of its finished trials (succeeded or diverged)
+    /// each verdict flagged: stagnant_loss, vanishing_gradients, dead_relu,
+    /// exploding_gradients, divergence (`sweep trial` shows each one's criterion and
+    /// the values that crossed it).
     #[command(
-        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc --sort test_acc\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
+        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc --sort test_acc\n  sweep table 3 --verdicts            # stagnant_loss 2/2 … per row\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
     )]
     Table {
         /// The sweep id (see `sweep ls`).
@@ -129,6 +134,9 @@ enum Command {
         /// values' means over all other axes, axes ranked by the spread of those means.
         #[arg(long, conflicts_with = "by")]
         effects: bool,
+        /// Add each verdict's count per row (flagged/finished trials).
+        #[arg(long, conflicts_with = "effects")]
+        verdicts: bool,
     },
     /// Run the built-in demo: a coordinator on a temporary database, local workers, a
     /// 32-trial sweep (activation × init × batch norm × regularisation on a deep net, two
@@ -206,6 +214,7 @@ async fn run(args: Args) -> Result<String, CliError> {
             format,
             effects,
             sort,
+            verdicts,
         } => {
             if effects {
                 let metric = match metric.as_slice() {
@@ -224,7 +233,7 @@ async fn run(args: Args) -> Result<String, CliError> {
             if let Some(m) = sort {
                 render::sort_rows(&mut table, &cli::metric_name(&m)).map_err(CliError)?;
             }
-            Ok(render::table(&table, format))
+            Ok(render::table_with(&table, format, verdicts))
         }
         Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,
         Command::Demo { .. } => unreachable!("handled above"),

@@ -1,7 +1,7 @@
 //! `sweep demo`: a coordinator on a temporary database and N local workers (the binaries
 //! beside `sweep`), a built-in sweep that shows the assignment's findings, then the
-//! tables, the effects and the vanishing-gradient verdicts; everything it started is
-//! stopped and the database removed, also on an error.
+//! tables, the effects and every verdict per configuration with the numbers behind it;
+//! everything it started is stopped and the database removed, also on an error.
 
 use super::{CliError, Result};
 use gradsweep_proto::{GetTrialRequest, TrialState};
@@ -10,28 +10,27 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// The built-in sweep: activation × init × batch norm × regularisation on a deep net, two
-/// seeds (32 trials).
+/// The built-in sweep, `examples/sweeps/demo.toml`: activation × init × batch norm ×
+/// regularisation on a deep net, two seeds (32 trials).
+pub const DEMO_SPEC: &str = include_str!("../../../examples/sweeps/demo.toml");
+
+/// The built-in sweep on `dataset` for `epochs` epochs.
 pub fn spec(dataset: &str, epochs: u32) -> String {
-    format!(
-        r#"name = "demo"
-dataset = "{dataset}"
-epochs = {epochs}
-batch_size = 32
-hidden = [64, 64, 64, 64, 64, 64]
-optimizer = {{ kind = "sgd", lr = 0.05, momentum = 0.9 }}
-seeds = [0, 1]
-
-[grid]
-activation = ["sigmoid", "relu"]
-init = ["default", "he_normal"]
-batchnorm = [false, true]
-regularization = ["none", "l2:1e-4"]
-
-[gradcheck]
-layer = "none"
-"#
-    )
+    DEMO_SPEC
+        .lines()
+        .map(|line| {
+            if line.starts_with("dataset = ") {
+                format!(
+                    "dataset = \"{}\"\n",
+                    dataset.replace('\\', "\\\\").replace('"', "\\\"")
+                )
+            } else if line.starts_with("epochs = ") {
+                format!("epochs = {epochs}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
 }
 
 /// A child killed (and reaped) when dropped.
@@ -66,6 +65,139 @@ fn sibling(name: &str) -> Result<PathBuf> {
         )));
     }
     Ok(path)
+}
+
+/// One configuration's verdicts: its label, its finished seeds, and per verdict the
+/// flagged seeds with each one's reason.
+#[derive(Default)]
+struct ConfigVerdicts {
+    label: String,
+    seeds: u32,
+    test_accuracy: Vec<f64>,
+    flagged: Vec<(String, Vec<(u64, String)>)>,
+}
+
+/// Every verdict per configuration: how many seeds each flagged, and each flagged
+/// seed's measured values.
+async fn verdicts(client: &mut super::Client, id: u64) -> Result<String> {
+    let sweep = super::get_sweep(client, id).await?;
+    let mut configs: std::collections::BTreeMap<Vec<u32>, ConfigVerdicts> = Default::default();
+    for index in 0..sweep.trial_count {
+        let detail = client
+            .sweeps
+            .get_trial(GetTrialRequest {
+                sweep_id: id,
+                index,
+            })
+            .await
+            .map_err(|s| client.status(s))?
+            .into_inner();
+        let Some(t) = detail.trial else { continue };
+        if t.state() != TrialState::Succeeded && t.state() != TrialState::Diverged {
+            continue;
+        }
+        let entry = configs.entry(t.choice.clone()).or_insert_with(|| {
+            let label: Vec<String> = sweep
+                .axes
+                .iter()
+                .zip(&t.choice)
+                .map(|(a, &c)| {
+                    format!(
+                        "{}={}",
+                        a.key,
+                        a.labels.get(c as usize).map_or("?", String::as_str)
+                    )
+                })
+                .collect();
+            ConfigVerdicts {
+                label: label.join(" "),
+                ..ConfigVerdicts::default()
+            }
+        });
+        entry.seeds += 1;
+        if let Some(last) = detail.epochs.last() {
+            entry.test_accuracy.push(last.test_accuracy);
+        }
+        for v in t.result.iter().flat_map(|r| &r.verdicts) {
+            let slot = match entry.flagged.iter().position(|(n, _)| *n == v.name) {
+                Some(i) => i,
+                None => {
+                    entry.flagged.push((v.name.clone(), Vec::new()));
+                    entry.flagged.len() - 1
+                }
+            };
+            if v.flagged {
+                entry.flagged[slot].1.push((t.seed, v.reason.clone()));
+            }
+        }
+    }
+    // The columns: vanishing gradients first (the finding the demo is about), then the
+    // rest in the order the workers report them.
+    let mut names: Vec<String> = vec!["vanishing_gradients".into()];
+    for c in configs.values() {
+        for (n, _) in &c.flagged {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nVanishing gradients and the other verdicts per configuration (flagged seeds / seeds):\n"
+    );
+    let mut header: Vec<String> = vec!["CONFIGURATION".into()];
+    header.extend(names.iter().map(|n| n.to_uppercase()));
+    header.push("TEST ACC".into());
+    let rows: Vec<Vec<String>> = configs
+        .values()
+        .map(|c| {
+            let mut row = vec![c.label.clone()];
+            for n in &names {
+                let flagged = c
+                    .flagged
+                    .iter()
+                    .find(|(m, _)| m == n)
+                    .map_or(0, |(_, s)| s.len());
+                row.push(format!("{flagged}/{}", c.seeds));
+            }
+            row.push(if c.test_accuracy.is_empty() {
+                "-".into()
+            } else {
+                format!(
+                    "{:.1}%",
+                    100.0 * c.test_accuracy.iter().sum::<f64>() / c.test_accuracy.len() as f64
+                )
+            });
+            row
+        })
+        .collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    out.push_str(&super::render::grid(&header, &rows));
+    let _ = writeln!(
+        out,
+        "\nWhy: each flagged seed's measured values against the verdict's threshold \
+         (`sweep trial` shows each criterion):\n"
+    );
+    let mut any = false;
+    for c in configs.values() {
+        let flagged: Vec<&(String, Vec<(u64, String)>)> =
+            c.flagged.iter().filter(|(_, s)| !s.is_empty()).collect();
+        if flagged.is_empty() {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(out, "{}", c.label);
+        for (name, seeds) in flagged {
+            for (seed, reason) in seeds {
+                let _ = writeln!(out, "    {name}, seed {seed}: {reason}");
+            }
+        }
+    }
+    if !any {
+        let _ = writeln!(out, "nothing flagged");
+    }
+    Ok(out)
 }
 
 /// Runs the demo with `workers` local workers on `device`; returns what to print last
@@ -153,69 +285,7 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         super::render::Format::Table,
     ));
 
-    // Vanishing-gradient verdicts per configuration.
-    let sweep = super::get_sweep(&mut client, id).await?;
-    let mut flagged: std::collections::BTreeMap<Vec<u32>, (String, u32, u32, String)> =
-        Default::default();
-    for index in 0..sweep.trial_count {
-        let detail = client
-            .sweeps
-            .get_trial(GetTrialRequest {
-                sweep_id: id,
-                index,
-            })
-            .await
-            .map_err(|s| client.status(s))?
-            .into_inner();
-        let Some(t) = detail.trial else { continue };
-        if t.state() != TrialState::Succeeded && t.state() != TrialState::Diverged {
-            continue;
-        }
-        let label: Vec<String> = sweep
-            .axes
-            .iter()
-            .zip(&t.choice)
-            .map(|(a, &c)| {
-                format!(
-                    "{}={}",
-                    a.key,
-                    a.labels.get(c as usize).map_or("?", String::as_str)
-                )
-            })
-            .collect();
-        let entry = flagged
-            .entry(t.choice.clone())
-            .or_insert_with(|| (label.join(" "), 0, 0, String::new()));
-        entry.2 += 1;
-        if let Some(v) = t
-            .result
-            .iter()
-            .flat_map(|r| &r.verdicts)
-            .find(|v| v.name == "vanishing_gradients" && v.flagged)
-        {
-            entry.1 += 1;
-            entry.3 = v.reason.clone();
-        }
-    }
-    let _ = writeln!(out, "\nVanishing gradients (flagged seeds / seeds):\n");
-    let rows: Vec<Vec<String>> = flagged
-        .values()
-        .map(|(label, n, of, reason)| {
-            vec![
-                label.clone(),
-                format!("{n}/{of}"),
-                if *n > 0 {
-                    reason.clone()
-                } else {
-                    String::new()
-                },
-            ]
-        })
-        .collect();
-    out.push_str(&super::render::grid(
-        &["CONFIGURATION", "FLAGGED", "REASON (last flagged seed)"],
-        &rows,
-    ));
+    out.push_str(&verdicts(&mut client, id).await?);
     let _ = writeln!(
         out,
         "\nThe coordinator and workers are stopped; `sweep table`, `sweep trial` and the \

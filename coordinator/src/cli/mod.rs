@@ -565,40 +565,77 @@ pub fn render_trial(detail: &TrialDetail) -> String {
             let _ = writeln!(out, "\nverdicts:");
             for v in &r.verdicts {
                 let mark = if v.flagged { "FLAGGED" } else { "ok" };
-                let _ = writeln!(out, "  {:<24} {mark:<8} {}", v.name, v.reason);
+                let _ = writeln!(out, "  {:<20} {mark:<8} {}", v.name, v.reason);
+                if !v.criterion.is_empty() {
+                    let _ = writeln!(out, "  {:<20} {:<8} criterion: {}", "", "", v.criterion);
+                }
             }
         }
+        if let Some(g) = &r.gradcheck_initial {
+            render_gradcheck(&mut out, g);
+        }
         if let Some(g) = &r.gradcheck {
-            let _ = writeln!(
-                out,
-                "\ngradient check: {} (batch {})",
-                if g.passed { "passed" } else { "FAILED" },
-                g.batch
-            );
-            for l in &g.layers {
-                let _ = writeln!(
-                    out,
-                    "  {:<12} {} checked, max abs err {:.2e}, max rel err {:.2e}: {}",
-                    l.layer,
-                    l.checked,
-                    l.max_abs_error,
-                    l.max_rel_error,
-                    if l.passed { "ok" } else { "FAILED" }
-                );
-            }
-            if !g.device.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "  on {}: {}",
-                    g.device,
-                    if g.device_passed { "passed" } else { "FAILED" }
-                );
-            }
+            render_gradcheck(&mut out, g);
         } else if !r.gradcheck_skipped.is_empty() {
             let _ = writeln!(out, "\ngradient check: skipped ({})", r.gradcheck_skipped);
         }
     }
     out
+}
+
+/// A gradient check as `sweep trial` shows it: the criterion, each tensor's directional
+/// check, each layer's elementwise figures, the device's own.
+fn render_gradcheck(out: &mut String, g: &gradsweep_proto::GradCheck) {
+    let stage = if g.stage.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", g.stage)
+    };
+    let _ = writeln!(
+        out,
+        "\ngradient check{stage}: {} (batch {})",
+        if g.passed { "passed" } else { "FAILED" },
+        g.batch
+    );
+    if !g.criterion.is_empty() {
+        let _ = writeln!(out, "  criterion: {}", g.criterion);
+    }
+    for l in &g.layers {
+        for t in &l.tensors {
+            let _ = writeln!(
+                out,
+                "  {:<16} {} entries, gradient RMS {:.2e}, directional rel err {:.2e}: {}",
+                t.param,
+                t.entries,
+                t.grad_rms,
+                t.rel_error,
+                if t.passed { "ok" } else { "FAILED" }
+            );
+        }
+    }
+    for l in &g.layers {
+        let _ = writeln!(
+            out,
+            "  {:<16} elementwise: {} checked, max abs err {:.2e}, max rel err {:.2e}: {}",
+            l.layer,
+            l.checked,
+            l.max_abs_error,
+            l.max_rel_error,
+            if l.elementwise_passed || (l.tensors.is_empty() && l.passed) {
+                "ok"
+            } else {
+                "FAILED"
+            }
+        );
+    }
+    if !g.device.is_empty() {
+        let _ = writeln!(
+            out,
+            "  on {}: {}",
+            g.device,
+            if g.device_passed { "passed" } else { "FAILED" }
+        );
+    }
 }
 
 /// A trial's epoch count, read from its canonical config (`epochs = N`).

@@ -1,7 +1,7 @@
 //! Rendering: aligned text grids, and a `GetTable` answer as text, Markdown, CSV or JSON.
 //! Numbers are never recomputed here; CSV and JSON carry them at full precision.
 
-use gradsweep_proto::{MetricStat, Table};
+use gradsweep_proto::{MetricStat, Table, TableRow};
 
 /// The output formats of `sweep table`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,10 +95,44 @@ fn json_number(x: f64) -> serde_json::Value {
 
 /// Renders `table` in `format`.
 pub fn table(table: &Table, format: Format) -> String {
+    table_with(table, format, false)
+}
+
+/// The verdict names any row of `table` reports, in the order first reported.
+fn verdict_names(table: &Table) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in &table.rows {
+        for v in &r.verdicts {
+            if !names.contains(&v.name) {
+                names.push(v.name.clone());
+            }
+        }
+    }
+    names
+}
+
+/// `name`'s (flagged, of) counts in row `r`.
+fn verdict_count(r: &TableRow, name: &str) -> (u32, u32) {
+    r.verdicts
+        .iter()
+        .find(|v| v.name == name)
+        .map_or((0, 0), |v| (v.flagged, v.of))
+}
+
+/// Renders `table` in `format`; with `verdicts`, each verdict's count per row as well
+/// (`flagged/of` finished trials; CSV `<verdict>_flagged`, `<verdict>_of`; JSON
+/// `verdicts: {name: {flagged, of}}`).
+pub fn table_with(table: &Table, format: Format, verdicts: bool) -> String {
     let mut header: Vec<String> = table.axes.clone();
+    let names = if verdicts {
+        verdict_names(table)
+    } else {
+        Vec::new()
+    };
     match format {
         Format::Table | Format::Md => {
             header.extend(table.metrics.iter().cloned());
+            header.extend(names.iter().cloned());
             // The column of trials in no stat, only when there are some.
             let any_excluded = table.rows.iter().any(|r| !excluded(r).is_empty());
             if any_excluded {
@@ -110,6 +144,10 @@ pub fn table(table: &Table, format: Format) -> String {
                 .map(|r| {
                     let mut cells = r.values.clone();
                     cells.extend(r.stats.iter().map(cell));
+                    cells.extend(names.iter().map(|n| {
+                        let (flagged, of) = verdict_count(r, n);
+                        format!("{flagged}/{of}")
+                    }));
                     if any_excluded {
                         cells.push(excluded(r));
                     }
@@ -133,6 +171,9 @@ pub fn table(table: &Table, format: Format) -> String {
                 header.extend([format!("{m}_mean"), format!("{m}_std"), format!("{m}_n")]);
             }
             header.extend(["diverged", "failed", "cancelled", "unfinished"].map(String::from));
+            for n in &names {
+                header.extend([format!("{n}_flagged"), format!("{n}_of")]);
+            }
             let mut out: String = header
                 .iter()
                 .map(|h| csv_field(h))
@@ -148,6 +189,10 @@ pub fn table(table: &Table, format: Format) -> String {
                 cells.extend(
                     [r.diverged, r.failed, r.cancelled, r.unfinished].map(|n| n.to_string()),
                 );
+                for n in &names {
+                    let (flagged, of) = verdict_count(r, n);
+                    cells.extend([flagged.to_string(), of.to_string()]);
+                }
                 out.push_str(&cells.join(","));
                 out.push('\n');
             }
@@ -178,14 +223,25 @@ pub fn table(table: &Table, format: Format) -> String {
                             )
                         })
                         .collect();
-                    serde_json::json!({
+                    let mut row = serde_json::json!({
                         "values": values,
                         "stats": stats,
                         "diverged": r.diverged,
                         "failed": r.failed,
                         "cancelled": r.cancelled,
                         "unfinished": r.unfinished,
-                    })
+                    });
+                    if verdicts {
+                        let counts: serde_json::Map<String, serde_json::Value> = names
+                            .iter()
+                            .map(|n| {
+                                let (flagged, of) = verdict_count(r, n);
+                                (n.clone(), serde_json::json!({"flagged": flagged, "of": of}))
+                            })
+                            .collect();
+                        row["verdicts"] = counts.into();
+                    }
+                    row
                 })
                 .collect();
             let doc = serde_json::json!({
@@ -305,6 +361,7 @@ mod tests {
 
     fn row(label: &str, mean: f64, count: u32) -> TableRow {
         TableRow {
+            verdicts: vec![],
             diverged: u32::from(count == 0),
             values: vec![label.into()],
             stats: vec![MetricStat {
@@ -367,6 +424,45 @@ mod tests {
         assert!(
             text.contains("not in stats") && text.contains("1 diverged"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn verdict_counts_render_only_when_asked() {
+        use gradsweep_proto::VerdictCount;
+        let mut r = row("sigmoid", 0.1, 2);
+        r.verdicts = vec![VerdictCount {
+            name: "stagnant_loss".into(),
+            flagged: 2,
+            of: 2,
+        }];
+        let t = Table {
+            sweep_id: 1,
+            axes: vec!["activation".into()],
+            metrics: vec!["m".into()],
+            rows: vec![r],
+        };
+        assert!(!super::table(&t, Format::Table).contains("stagnant_loss"));
+        let text = table_with(&t, Format::Table, true);
+        assert!(
+            text.lines().next().unwrap().ends_with("stagnant_loss"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().ends_with("2/2"), "{text}");
+        let csv = table_with(&t, Format::Csv, true);
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .ends_with(",stagnant_loss_flagged,stagnant_loss_of")
+        );
+        assert!(csv.lines().nth(1).unwrap().ends_with(",2,2"), "{csv}");
+        let json = table_with(&t, Format::Json, true);
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["rows"][0]["verdicts"]["stagnant_loss"]["flagged"], 2);
+        assert_eq!(
+            super::table(&t, Format::Csv),
+            table_with(&t, Format::Csv, false)
         );
     }
 }

@@ -20,6 +20,15 @@ pub(crate) enum Canonical {
     /// A table of `(key, TOML literal)` pairs: a `[key]` section at the end of the
     /// canonical TOML, `{ k = v, … }` as a label.
     Section(Vec<(&'static str, String)>),
+    /// A key added after trials were stored: written only when its value is not the
+    /// default, so that every trial that does not use it keeps its canonical TOML and
+    /// key. Its label is the value's, default or not.
+    UnlessDefault {
+        /// The value's text.
+        value: Box<Canonical>,
+        /// Whether it is the key's default (then the TOML leaves the key out).
+        is_default: bool,
+    },
 }
 
 impl Canonical {
@@ -31,6 +40,7 @@ impl Canonical {
                 let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 format!("{{ {} }}", pairs.join(", "))
             }
+            Canonical::UnlessDefault { value, .. } => value.label(),
         }
     }
 }
@@ -47,7 +57,8 @@ impl TrialConfig {
     }
 
     /// The canonical trial file: every key, in [`super::TRIAL_KEYS`] order (tables as
-    /// sections at the end), floats in their shortest exact form. Reads back to an equal
+    /// sections at the end; `input_norm` and `init_scope` only when not their default),
+    /// floats in their shortest exact form. Reads back to an equal
     /// config with [`TrialConfig::from_toml_str`] (for any config that passes
     /// [`TrialConfig::validate`] and whose seed fits in an `i64`, TOML's integer range).
     pub fn to_toml_string(&self) -> String {
@@ -84,6 +95,11 @@ fn write_key(out: &mut String, sections: &mut String, name: &str, value: Canonic
             let _ = write!(sections, "\n[{name}]\n");
             for (k, v) in pairs {
                 let _ = writeln!(sections, "{k} = {v}");
+            }
+        }
+        Canonical::UnlessDefault { value, is_default } => {
+            if !is_default {
+                write_key(out, sections, name, *value);
             }
         }
     }

@@ -8,7 +8,8 @@ use super::parse::{
     join_index, parse_count,
 };
 use super::values::{
-    GradCheckConfig, Init, Optimizer, Regularization, parse_gradcheck, parse_optimizer,
+    GradCheckConfig, Init, InitScope, InputNorm, Optimizer, Regularization, parse_gradcheck,
+    parse_optimizer,
 };
 use crate::activation::Activation;
 use crate::limits::Limit;
@@ -218,6 +219,35 @@ macro_rules! name_field {
     )*};
 }
 name_field!(Activation, Init);
+
+/// Names of keys added after trials were stored (`input_norm`, `init_scope`): written
+/// in the canonical TOML only when not the default ([`Canonical::UnlessDefault`]).
+macro_rules! later_name_field {
+    ($($ty:ty = $default:expr),*) => {$(
+        impl Field for $ty {
+            type Rule = ();
+
+            fn parse(value: &Value, path: &str, _: &()) -> Result<Self, ConfigError> {
+                at(path, <$ty>::from_str(expect_str(value, path)?))
+            }
+
+            fn check(&self, _: &str, _: &()) -> Result<(), ConfigError> {
+                Ok(())
+            }
+
+            fn canonical(&self) -> Canonical {
+                Canonical::UnlessDefault {
+                    value: Box::new(Canonical::Quoted(self.name().to_owned())),
+                    is_default: *self == $default,
+                }
+            }
+        }
+    )*};
+}
+later_name_field!(
+    InputNorm = InputNorm::Standardize,
+    InitScope = InitScope::All
+);
 
 impl Field for Regularization {
     type Rule = ();

@@ -9,14 +9,18 @@
 //! The order of the entries is the canonical order: the order of the canonical TOML
 //! (the trial key hashes it; table-valued keys such as `gradcheck` are written as
 //! sections after the rest) and of a sweep's axes. Changing an entry's canonical text or
-//! its place changes every trial's key; so does adding a key, whose line every trial's
+//! its place changes every trial's key; so does adding a key whose line every trial's
 //! canonical TOML then carries (stored trials keep the keys they were stored with, but
-//! the same spec submitted again gets new ones).
+//! the same spec submitted again gets new ones). A key added later is therefore written
+//! only when its value differs from its default ([`Canonical::UnlessDefault`]) and goes
+//! at the end of the table: `input_norm` and `init_scope` change no existing trial's
+//! canonical TOML or key, and the first 14 keys keep their places (and their axis
+//! order); `spec/tests/canonical.rs` pins both.
 
 use super::canonical::Canonical;
 use super::field::{Field, Range, Text, Widths};
 use super::parse::{ConfigError, fmt_num};
-use super::values::{GradCheckConfig, Init, Optimizer, Regularization};
+use super::values::{GradCheckConfig, Init, InitScope, InputNorm, Optimizer, Regularization};
 use crate::activation::Activation;
 use crate::dataset;
 use crate::limits::{MAX_VAL_FRACTION, limit};
@@ -113,6 +117,13 @@ trial_keys! {
     optimizer: Optimizer = Optimizer::default_sgd(), ();
     /// The gradient check.
     gradcheck: GradCheckConfig = GradCheckConfig::default(), ();
+    /// How pixels reach the first layer: standardised per channel (the default), or
+    /// [0, 1] as they are (see [`InputNorm`]). Written only when not the default.
+    input_norm: InputNorm = InputNorm::Standardize, ();
+    /// Which Linear layers `init` applies to: all of them (the default, as PyTorch
+    /// users write it) or the hidden ones (see [`InitScope`]). Written only when not
+    /// the default.
+    init_scope: InitScope = InitScope::All, ();
 }
 
 /// `name`: not empty, no control characters (it is printed in one-line messages).

@@ -39,8 +39,8 @@ pub use parse::{
     ConfigError, check_keys, describe, join_index, join_key, parse_toml_table, type_error,
 };
 pub use values::{
-    ADAM_KEYS, GRADCHECK_KEYS, GradCheckConfig, GradCheckLayer, Init, Optimizer, Regularization,
-    SGD_KEYS, parse_gradcheck, parse_gradcheck_layer, parse_optimizer,
+    ADAM_KEYS, GRADCHECK_KEYS, GradCheckConfig, GradCheckLayer, Init, InitScope, InputNorm,
+    Optimizer, Regularization, SGD_KEYS, parse_gradcheck, parse_gradcheck_layer, parse_optimizer,
 };
 
 use crate::limits;
@@ -232,6 +232,7 @@ samples = 16
                 layer: GradCheckLayer::Linear(2),
                 samples: 16,
             },
+            ..TrialConfig::default()
         }
     }
 
@@ -289,7 +290,7 @@ samples = 16
             err("activaton = \"relu\""),
             "activaton: unknown key; expected one of name, dataset, val_fraction, epochs, \
              batch_size, eval_batch_size, seed, hidden, activation, init, batchnorm, \
-             regularization, optimizer, gradcheck"
+             regularization, optimizer, gradcheck, input_norm, init_scope"
         );
         assert_eq!(
             err("optimizer = { kind = \"sgd\", betas = [0.9, 0.99] }"),

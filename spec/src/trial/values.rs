@@ -22,6 +22,81 @@ pub const ADAM_KEYS: [&str; 5] = ["kind", "lr", "betas", "eps", "weight_decay"];
 /// The keys of the `[gradcheck]` table.
 pub const GRADCHECK_KEYS: [&str; 2] = ["layer", "samples"];
 
+/// Declares a name enum: variants with their names, `ALL`, `name()`, `Display`,
+/// `FromStr` (the error lists the names).
+macro_rules! names {
+    (
+        $(#[doc = $doc:literal])+
+        $ty:ident, $what:literal {
+            $( $(#[doc = $vdoc:literal])+ $variant:ident = $name:literal, )+
+        }
+    ) => {
+        $(#[doc = $doc])+
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $ty {
+            $( $(#[doc = $vdoc])+ $variant, )+
+        }
+
+        impl $ty {
+            /// Every value, in the order listed to users.
+            pub const ALL: &[$ty] = &[$($ty::$variant),+];
+
+            /// The name users write in trial files.
+            pub fn name(self) -> &'static str {
+                match self { $($ty::$variant => $name,)+ }
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|v| v.name()).collect();
+                    format!(concat!("unknown ", $what, " \"{}\"; expected one of {}"), s, names.join(", "))
+                })
+            }
+        }
+    };
+}
+
+names! {
+    /// How pixels reach the first layer. `standardize` (the default): scaled to [0, 1],
+    /// then per channel `(x − mean)/std` with the training split's statistics, as
+    /// `transforms.Normalize(mean, std)` after `ToTensor()`. It is the default because
+    /// every trial before this key existed was trained that way (their keys and results
+    /// stay valid), and because centred inputs let deep saturating nets leave their
+    /// plateau sooner. `none`: [0, 1] pixels, as `ToTensor()` alone gives them (what the
+    /// study and many PyTorch scripts feed).
+    InputNorm, "input_norm" {
+        /// Per-channel standardisation with the training split's mean and std.
+        Standardize = "standardize",
+        /// Pixels scaled to [0, 1] only.
+        None = "none",
+    }
+}
+
+names! {
+    /// Which Linear layers `init` applies to. `all` (the default): every Linear layer,
+    /// the output layer included — what PyTorch users write
+    /// (`for m in model.modules(): if isinstance(m, nn.Linear): init(m.weight)`, or
+    /// `model.apply(init_fn)`), and what gradsweep always did. `hidden`: the hidden
+    /// layers only; the output layer keeps `nn.Linear`'s default init.
+    InitScope, "init_scope" {
+        /// Every Linear layer, the output layer included.
+        All = "all",
+        /// The hidden Linear layers; the output layer keeps PyTorch's default.
+        Hidden = "hidden",
+    }
+}
+
 /// Weight initialisation of the Linear layers (see `DESIGN.md`, "Training semantics").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]

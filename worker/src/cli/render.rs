@@ -17,12 +17,20 @@ pub fn header(config: &TrialConfig, data: &Dataset, device: &str) -> String {
         data.classes
     );
     format!(
-        "trial \"{name}\": {dims} {act}, init {init}, batchnorm {bn}, regularization {reg}, {opt}\n\
-         data {dataset} (fingerprint {fingerprint}): {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes\n\
+        "trial \"{name}\": {dims} {act}, init {init} ({scope}), batchnorm {bn}, regularization {reg}, {opt}\n\
+         data {dataset} (fingerprint {fingerprint}): {train} train / {val} val / {test} test, {c}×{h}×{w}, {classes} classes, inputs {norm}\n\
          {epochs} epochs, batch {batch}, seed {seed}, on {device}",
         name = config.name,
         act = config.activation,
         init = config.init,
+        scope = match config.init_scope {
+            gradsweep_worker::config::InitScope::All => "all Linear layers",
+            gradsweep_worker::config::InitScope::Hidden => "hidden layers; output layer default",
+        },
+        norm = match config.input_norm {
+            gradsweep_worker::config::InputNorm::Standardize => "standardized per channel",
+            gradsweep_worker::config::InputNorm::None => "in [0, 1] (input_norm = \"none\")",
+        },
         bn = if config.batchnorm { "on" } else { "off" },
         reg = config.regularization,
         opt = optimizer(config),
@@ -104,9 +112,11 @@ pub fn epoch_line(r: &EpochReport) -> String {
 
 fn verdict(name: &str, v: &Verdict) -> String {
     format!(
-        "  {name:<20} {}  ({})\n",
+        "  {name:<20} {}  {}\n  {:<20}      criterion: {}\n",
         if v.flagged { "YES" } else { "no " },
-        v.reason
+        v.reason,
+        "",
+        v.criterion
     )
 }
 
@@ -166,54 +176,69 @@ pub fn summary(record: &TrialRecord) -> String {
              change: ‖W − W₀‖/‖W₀‖ since epoch 1"
         );
     }
-    let _ = writeln!(out, "\nverdicts:");
-    out.push_str(&verdict("stagnant loss", &record.verdicts.stagnant_loss));
-    out.push_str(&verdict(
-        "vanishing gradients",
-        &record.verdicts.vanishing_gradients,
-    ));
     let _ = writeln!(
         out,
-        "  (thresholds are gradsweep's own: stagnant = train loss moves < {}% over {} epochs near chance; \
-         vanishing = gradient ratio < {:.0e} or first-layer change < {:.0e})",
-        report::STAGNANT_REL_CHANGE * 100.0,
-        report::STAGNANT_WINDOW,
-        report::VANISHING_GRAD_RATIO,
-        report::FROZEN_WEIGHT_CHANGE
+        "\nverdicts (thresholds are gradsweep's own; a flagged reason cites the values that crossed them):"
     );
+    for (name, v) in record.verdicts.all() {
+        out.push_str(&verdict(&name.replace('_', " "), v));
+    }
+    if let Some(g) = &record.gradcheck_initial {
+        gradcheck(&mut out, g);
+    }
     match (&record.gradcheck, &record.gradcheck_skipped) {
-        (Some(g), _) => {
-            let t = g.tolerance;
-            let _ = writeln!(
-                out,
-                "\ngradient check ({}, batch of {}, eps {:.0e}, pass when |a − n| ≤ {:.0e} + {:.0e}·|n|): {}",
-                g.dtype,
-                g.batch,
-                t.eps,
-                t.atol,
-                t.rtol,
-                if g.passed { "PASSED" } else { "FAILED" }
-            );
-            gradcheck_layers(&mut out, &g.layers);
-            if let Some(d) = &g.device {
-                let t = d.tolerance;
-                let _ = writeln!(
-                    out,
-                    "the device's own f32 gradient ({}) against the same numeric one, pass when |a − n| ≤ {:.0e} + {:.0e}·|n|: {}",
-                    d.device,
-                    t.atol,
-                    t.rtol,
-                    if d.passed { "PASSED" } else { "FAILED" }
-                );
-                gradcheck_layers(&mut out, &d.layers);
-            }
-        }
+        (Some(g), _) => gradcheck(&mut out, g),
         (None, Some(why)) => {
-            let _ = writeln!(out, "\ngradient check: skipped, {why}");
+            let _ = writeln!(out, "\ngradient check of the trained model: skipped, {why}");
         }
         (None, None) => {}
     }
     out
+}
+
+fn gradcheck(out: &mut String, g: &report::GradCheckReport) {
+    let _ = writeln!(
+        out,
+        "\ngradient check, {} ({}, batch of {}): {}\n  criterion: {}",
+        g.stage,
+        g.dtype,
+        g.batch,
+        if g.passed { "PASSED" } else { "FAILED" },
+        g.criterion
+    );
+    for l in &g.layers {
+        for t in &l.tensors {
+            let _ = writeln!(
+                out,
+                "  {:<15} {:>9} entries  gradient RMS {:.2e}  directional rel err {:.2e} ({} directions)  {}",
+                t.param,
+                t.entries,
+                t.grad_rms,
+                t.rel_error,
+                t.directions,
+                if t.passed { "ok" } else { "FAILED" }
+            );
+        }
+    }
+    let t = g.tolerance;
+    let _ = writeln!(
+        out,
+        "  elementwise, as torch.autograd.gradcheck (eps {:.0e}, pass when |a − n| ≤ {:.0e} + {:.0e}·|n|; blind below {:.0e}):",
+        t.eps, t.atol, t.rtol, t.atol
+    );
+    gradcheck_layers(out, &g.layers);
+    if let Some(d) = &g.device {
+        let t = d.tolerance;
+        let _ = writeln!(
+            out,
+            "  the device's own f32 gradient ({}) against the same numeric one, pass when |a − n| ≤ {:.0e} + {:.0e}·|n|: {}",
+            d.device,
+            t.atol,
+            t.rtol,
+            if d.passed { "PASSED" } else { "FAILED" }
+        );
+        gradcheck_layers(out, &d.layers);
+    }
 }
 
 fn gradcheck_layers(out: &mut String, layers: &[report::LayerGradCheck]) {
@@ -225,7 +250,7 @@ fn gradcheck_layers(out: &mut String, layers: &[report::LayerGradCheck]) {
             l.checked,
             l.max_abs_error,
             l.max_rel_error,
-            if l.passed { "ok" } else { "FAILED" }
+            if l.elementwise_passed { "ok" } else { "FAILED" }
         );
         if let Some((param, e)) = &l.worst {
             let _ = writeln!(
