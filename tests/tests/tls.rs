@@ -185,6 +185,18 @@ fn a_sweep_finishes_over_tls_with_tokens_and_mismatches_are_one_clear_line() {
         err.contains(&format!("use https://127.0.0.1:{port}")),
         "{err}"
     );
+
+    // A worker without the worker token stops at once, naming how to send it.
+    let out = worker_command(&url, "no-token", 1, &["--ca", path(&pki.ca)])
+        .stderr(Stdio::piped())
+        .output()
+        .expect("worker runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--token-file FILE or GRADSWEEP_TOKEN") && err.contains("worker token"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -213,6 +213,8 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         .args(["--listen", "127.0.0.1:0", "--lease-ttl", "10s"])
         .arg("--db")
         .arg(dir.0.join("db"))
+        // Its warnings and errors only: the demo prints its own progress.
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
