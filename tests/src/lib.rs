@@ -144,8 +144,15 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// Generates the certificates into `dir`.
+    /// Generates the certificates into `dir`, the server's for `localhost` and
+    /// `127.0.0.1`.
     pub fn new(dir: &Path) -> Pki {
+        Pki::for_names(dir, &["localhost", "127.0.0.1"])
+    }
+
+    /// Generates the certificates into `dir`, the server's for `names` (host names or
+    /// IP addresses).
+    pub fn for_names(dir: &Path, names: &[&str]) -> Pki {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         let authority = |name: &str| {
             let key = KeyPair::generate().expect("CA key");
@@ -159,7 +166,7 @@ impl Pki {
         let (other_cert, _) = authority("another test CA");
         let key = KeyPair::generate().expect("server key");
         let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .expect("server params");
         params
             .distinguished_name

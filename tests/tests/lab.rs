@@ -7,67 +7,107 @@
 //! it uses (10.231.x.y/30) exist only inside the namespaces it creates, which it removes
 //! again even when it fails.
 
+use gradsweep_proto::client::AuthChannel;
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
-use gradsweep_tests::{Proc, TempDir, binary};
+use gradsweep_tests::{Pki, Proc, TempDir, binary};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 // ---------------------------------------------------------------------------------------
 // Processes
 // ---------------------------------------------------------------------------------------
 
 /// How the lab's processes secure their connections: every flag and address scheme that
-/// depends on it comes from here, so switching TLS and tokens on is this one place.
+/// depends on it comes from here.
 struct Security {
-    /// The coordinator knows `--insecure` (needed to listen on a non-loopback address
-    /// without TLS and tokens).
-    insecure_flag: bool,
+    /// TLS (the test CA's files) and the two role tokens; `None`: plaintext, no tokens.
+    secure: Option<Secure>,
+}
+
+/// What a secured lab shares: the CA, the coordinator's certificate, and two tokens.
+struct Secure {
+    pki: Pki,
+    client_token_file: std::path::PathBuf,
+    worker_token_file: std::path::PathBuf,
+    client_token: String,
 }
 
 impl Security {
-    /// Plaintext, without tokens.
+    /// Plaintext, without tokens (loopback only).
     fn plaintext() -> Security {
-        let help = Command::new(binary("coordinator"))
-            .arg("--help")
-            .output()
-            .expect("coordinator --help runs");
+        Security { secure: None }
+    }
+
+    /// TLS with a certificate for `names` from a CA made here, and a token per role,
+    /// all written into `dir`: what a coordinator on a shared network needs.
+    fn tls_and_tokens(dir: &Path, names: &[&str]) -> Security {
+        let pki = Pki::for_names(dir, names);
+        let client_token = "lab-client-5d1c9e0a".to_owned();
+        let client_token_file = dir.join("client.token");
+        let worker_token_file = dir.join("worker.token");
+        std::fs::write(&client_token_file, format!("{client_token}\n")).unwrap();
+        std::fs::write(&worker_token_file, "lab-worker-7b24f3c6\n").unwrap();
         Security {
-            insecure_flag: String::from_utf8_lossy(&help.stdout).contains("--insecure"),
+            secure: Some(Secure {
+                pki,
+                client_token_file,
+                worker_token_file,
+                client_token,
+            }),
         }
     }
 
-    /// The coordinator's flags for listening on `listen`.
-    fn coordinator_args(&self, listen: &str) -> Vec<String> {
-        let loopback = listen.starts_with("127.") || listen.starts_with("localhost:");
-        if !loopback && self.insecure_flag {
-            vec!["--insecure".into()]
-        } else {
-            Vec::new()
-        }
+    /// The coordinator's flags besides `--listen` and `--db`.
+    fn coordinator_args(&self) -> Vec<String> {
+        let Some(s) = &self.secure else {
+            return Vec::new();
+        };
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--tls-cert".into(),
+            path(&s.pki.cert),
+            "--tls-key".into(),
+            path(&s.pki.key),
+            "--client-token-file".into(),
+            path(&s.client_token_file),
+            "--worker-token-file".into(),
+            path(&s.worker_token_file),
+        ]
     }
 
     /// A worker's flags besides the address.
     fn worker_args(&self) -> Vec<String> {
-        Vec::new()
+        let Some(s) = &self.secure else {
+            return Vec::new();
+        };
+        vec![
+            "--ca".into(),
+            s.pki.ca.display().to_string(),
+            "--token-file".into(),
+            s.worker_token_file.display().to_string(),
+        ]
     }
 
     /// The URL of a coordinator at `addr` (`host:port`).
     fn url(&self, addr: &str) -> String {
-        format!("http://{addr}")
+        match self.secure {
+            Some(_) => format!("https://{addr}"),
+            None => format!("http://{addr}"),
+        }
     }
 
     /// A client of the coordinator at `addr`, connected lazily (from whatever network
-    /// namespace the calling thread is in).
-    fn client(&self, addr: &str) -> SweepServiceClient<Channel> {
-        let channel = Channel::from_shared(self.url(addr))
-            .unwrap()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(20))
-            .connect_lazy();
+    /// namespace the calling thread is in), with the client token when secured.
+    fn client(&self, addr: &str) -> SweepServiceClient<AuthChannel> {
+        let (ca, token) = match &self.secure {
+            Some(s) => (Some(s.pki.ca.as_path()), Some(s.client_token.as_str())),
+            None => (None, None),
+        };
+        let channel =
+            gradsweep_proto::client::connect_lazy(&self.url(addr), ca, token).expect("a client");
         SweepServiceClient::new(channel)
     }
 }
@@ -96,7 +136,7 @@ fn coordinator(
 ) -> (Proc, u16) {
     let mut child = in_ns(ns, &binary("coordinator"))
         .args(["--listen", listen, "--lease-ttl", ttl])
-        .args(security.coordinator_args(listen))
+        .args(security.coordinator_args())
         .arg("--db")
         .arg(db)
         .stdout(Stdio::piped())
@@ -171,7 +211,7 @@ fn spec(name: &str, trials: usize, epochs: u32) -> String {
     )
 }
 
-async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
+async fn submit(sweeps: &mut SweepServiceClient<AuthChannel>, spec: &str) -> Sweep {
     sweeps
         .submit_sweep(SubmitSweepRequest {
             spec_toml: spec.into(),
@@ -185,7 +225,7 @@ async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
 
 /// Polls the sweep (riding over a coordinator that is down) until it is finished.
 async fn wait_finished(
-    sweeps: &mut SweepServiceClient<Channel>,
+    sweeps: &mut SweepServiceClient<AuthChannel>,
     id: u64,
     limit: Duration,
 ) -> Sweep {
@@ -210,7 +250,7 @@ async fn wait_finished(
     }
 }
 
-async fn trial(sweeps: &mut SweepServiceClient<Channel>, id: u64, index: u32) -> TrialDetail {
+async fn trial(sweeps: &mut SweepServiceClient<AuthChannel>, id: u64, index: u32) -> TrialDetail {
     sweeps
         .get_trial(GetTrialRequest {
             sweep_id: id,
@@ -224,7 +264,7 @@ async fn trial(sweeps: &mut SweepServiceClient<Channel>, id: u64, index: u32) ->
 /// Waits until `pred` holds for trial `index` of sweep `id` (with its running entry,
 /// if it is running); returns the worker running it.
 async fn wait_trial(
-    sweeps: &mut SweepServiceClient<Channel>,
+    sweeps: &mut SweepServiceClient<AuthChannel>,
     id: u64,
     index: u32,
     what: &str,
@@ -254,7 +294,11 @@ async fn wait_trial(
 
 /// Every trial of the sweep SUCCEEDED once: no failure, no lost lease, one attempt's
 /// epochs 1..=`epochs`.
-async fn every_trial_once(sweeps: &mut SweepServiceClient<Channel>, sweep: &Sweep, epochs: u32) {
+async fn every_trial_once(
+    sweeps: &mut SweepServiceClient<AuthChannel>,
+    sweep: &Sweep,
+    epochs: u32,
+) {
     for index in 0..sweep.trial_count {
         let d = trial(sweeps, sweep.id, index).await;
         let t = d.trial.unwrap();
@@ -430,7 +474,9 @@ fn across_hosts_a_cut_link_costs_one_lease_and_nothing_else() {
     let logs = dir.0.clone();
     let hosts = &hosts;
     on_host(&coord_ns.clone(), move || async move {
-        let security = Security::plaintext();
+        // A shared network: TLS (a certificate for both of the coordinator's link
+        // addresses, from a CA made here) and a token per role.
+        let security = Security::tls_and_tokens(&logs, &["10.231.1.1", "10.231.2.1"]);
         let (_coord, port) = coordinator(&security, Some(&coord_ns), &db, "0.0.0.0:0", "2s");
         // Each worker dials the coordinator's address on its own link.
         let _w1 = worker(
