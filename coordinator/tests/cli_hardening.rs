@@ -360,7 +360,7 @@ fn retry_help_teaches() {
         "--max-attempts",
         "--max-lost",
         "history",
-        "sweep retry 3",
+        "sweep retry 1",
     ] {
         assert!(help.contains(want), "{want:?} missing from:\n{help}");
     }

@@ -51,7 +51,7 @@ enum Command {
     #[command(after_help = "Example:\n  sweep ls")]
     Ls,
     /// A sweep's state, axes, seeds and trial counts per state.
-    #[command(after_help = "Example:\n  sweep status 3")]
+    #[command(after_help = "Example:\n  sweep status 1")]
     Status {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
@@ -59,14 +59,14 @@ enum Command {
     },
     /// Follow a sweep live: a bar for the whole sweep and one per running trial (its
     /// epochs); ends, with a summary line, when the sweep is finished or cancelled.
-    #[command(after_help = "Example:\n  sweep watch 3")]
+    #[command(after_help = "Example:\n  sweep watch 1")]
     Watch {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
         id: u64,
     },
     /// Cancel a sweep: its pending and running trials become cancelled; results kept.
-    #[command(after_help = "Example:\n  sweep cancel 3")]
+    #[command(after_help = "Example:\n  sweep cancel 1")]
     Cancel {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
@@ -84,7 +84,7 @@ enum Command {
     /// trial is a result (its loss became NaN or infinite): retry it only after
     /// something outside the trial changed, since the same trial diverges the same way.
     #[command(
-        after_help = "Examples:\n  sweep retry 3               requeued 2 FAILED trials of sweep 3\n  sweep retry 3 --diverged    FAILED and DIVERGED trials\n  sweep trial 3/17            why trial 17's attempts ended (history)"
+        after_help = "Examples:\n  sweep retry 1               requeued 2 FAILED trials of sweep 1\n  sweep retry 1 --diverged    FAILED and DIVERGED trials\n  sweep trial 1/17            why trial 17's attempts ended (history)"
     )]
     Retry {
         /// The sweep id (see `sweep ls`).
@@ -108,7 +108,7 @@ enum Command {
     /// exploding_gradients, divergence (`sweep trial` shows each one's criterion and
     /// the values that crossed it).
     #[command(
-        after_help = "Examples:\n  sweep table 3\n  sweep table 3 --by activation,init --metric test_acc,val_acc --sort test_acc\n  sweep table 3 --verdicts            # stagnant_loss 2/2 … per row\n  sweep table 3 --epoch best-val --format csv > results.csv\n  sweep table 3 --effects"
+        after_help = "Examples:\n  sweep table 1\n  sweep table 1 --by activation,init --metric test_acc,val_acc --sort test_acc\n  sweep table 1 --verdicts            # stagnant_loss 2/2 … per row\n  sweep table 1 --epoch best-val --format csv > results.csv\n  sweep table 1 --effects"
     )]
     Table {
         /// The sweep id (see `sweep ls`).
@@ -166,7 +166,7 @@ enum Command {
     /// lost to the infrastructure (a worker that died or could not reach the
     /// coordinator, a hand-back, a dataset mismatch); the history says how each
     /// earlier attempt ended, on which worker, and why.
-    #[command(after_help = "Example:\n  sweep trial 3/17    (trial 17 of sweep 3)")]
+    #[command(after_help = "Example:\n  sweep trial 1/17    (trial 17 of sweep 1)")]
     Trial {
         /// `<sweep id>/<trial index>`.
         #[arg(value_parser = cli::parse_trial_ref)]
