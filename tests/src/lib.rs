@@ -64,6 +64,13 @@ impl Drop for TempDir {
     }
 }
 
+/// The log filter of the processes the tests start: `RUST_LOG` when set, else warnings
+/// only (their stderr is the test's, and a failure's output should not drown in
+/// per-trial info lines).
+pub fn quiet_log() -> String {
+    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
+}
+
 /// Starts a coordinator on `listen` with database `db` and lease TTL `ttl` (at most 3
 /// attempts a trial), and waits for its `listening on <addr>` line; returns it and the
 /// address it listens on.
@@ -85,6 +92,7 @@ pub fn coordinator_with(db: &Path, listen: &str, ttl: &str, extra: &[&str]) -> (
         .args(extra)
         .arg("--db")
         .arg(db)
+        .env("RUST_LOG", quiet_log())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -107,6 +115,7 @@ pub fn coordinator_with(db: &Path, listen: &str, ttl: &str, extra: &[&str]) -> (
 /// `cpu`, so that the tests run anywhere; `cuda:0` on a GPU machine).
 pub fn worker(addr: &str, name: &str, slots: usize) -> Proc {
     worker_command(&format!("http://{addr}"), name, slots, &[])
+        .env("RUST_LOG", quiet_log())
         .stderr(Stdio::inherit())
         .spawn()
         .map(Proc)
