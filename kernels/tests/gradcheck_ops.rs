@@ -3,10 +3,10 @@
 //! Each op `y = op(inputs)` is reduced to a scalar `L = Σ r ⊙ y` with a fixed random
 //! projection `r`; the analytic gradient comes from the op's own backward called with
 //! upstream gradient `r`, and [`gradcheck::check`] compares EVERY entry of it with
-//! central differences under PyTorch `gradcheck`'s float64 tolerances (see DESIGN.md,
-//! "Gradient check"). Where the op has no gradient (optimiser steps, running batch-norm
-//! statistics, the dropout mask itself), its values are compared with a direct
-//! computation of the PyTorch formula instead ("Training semantics").
+//! central differences under PyTorch `gradcheck`'s float64 tolerances (`Tolerance::F64`:
+//! atol 1e-5, rtol 1e-3, eps 1e-6). Where the op has no gradient (optimiser steps,
+//! running batch-norm statistics, the dropout mask itself), its values are compared with
+//! a direct computation of the PyTorch formula instead.
 
 use gradsweep_kernels::gradcheck::{self, Tolerance};
 use gradsweep_kernels::{

@@ -1,7 +1,7 @@
 //! Trial files: the TOML description of one training run, parsed and validated.
 //!
-//! A trial file names a dataset and every hyper-parameter of one MLP training run (see
-//! `DESIGN.md`, "The sweep spec (TOML)" and "Training semantics"). Every key but
+//! A trial file names a dataset and every hyper-parameter of one MLP training run (the
+//! README's "Trial files" lists every key). Every key but
 //! `dataset` is optional; [`TrialConfig::default`] holds the defaults.
 //!
 //! # Layout

@@ -97,7 +97,7 @@ names! {
     }
 }
 
-/// Weight initialisation of the Linear layers (see `DESIGN.md`, "Training semantics").
+/// Weight initialisation of the Linear layers, as PyTorch's `nn.init` schemes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Init {
