@@ -2,9 +2,16 @@
 //! built by the workspace (`coordinator`, `worker`, `sweep`) as child processes, on
 //! loopback ports chosen by the OS, and kill whatever they started when they end.
 
+use gradsweep_proto::client::{AuthChannel, Bearer};
+use gradsweep_proto::sweep_service_client::SweepServiceClient;
+use gradsweep_proto::{
+    GetSweepRequest, GetTrialRequest, SubmitSweepRequest, Sweep, SweepState, TrialDetail,
+};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::service::interceptor::InterceptedService;
 
 /// A binary built beside the running test executable (`target/<profile>/<name>`).
 pub fn binary(name: &str) -> PathBuf {
@@ -36,6 +43,15 @@ impl Proc {
         unsafe {
             libc::kill(self.0.id() as i32, libc::SIGTERM);
         }
+    }
+}
+
+impl Proc {
+    /// Sends `sig` (SIGSTOP, SIGCONT, …) to the process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.0.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({sig})");
     }
 }
 
@@ -192,5 +208,69 @@ impl Pki {
             key: write("server.key", key.serialize_pem()),
             other_ca: write("other-ca.pem", other_cert.pem()),
         }
+    }
+}
+
+/// A SweepService client as the tests use it: TLS and a token when given.
+pub type Sweeps = SweepServiceClient<AuthChannel>;
+
+/// A client of the coordinator at `url` (`http://` or `https://`, with `ca` and the
+/// client `token` when given), connected on first use; a call waits at most 20 s, so a
+/// coordinator that is down makes calls fail instead of hang.
+pub fn sweeps_client(url: &str, ca: Option<&Path>, token: Option<&str>) -> Sweeps {
+    let endpoint = gradsweep_proto::client::endpoint(url, ca)
+        .expect("a test address")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(20));
+    let bearer = Bearer::new(token).expect("a test token");
+    SweepServiceClient::new(InterceptedService::new(endpoint.connect_lazy(), bearer))
+}
+
+/// Submits `spec`, which must be accepted.
+pub async fn submit(sweeps: &mut Sweeps, spec: &str) -> Sweep {
+    sweeps
+        .submit_sweep(SubmitSweepRequest {
+            spec_toml: spec.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep
+        .unwrap()
+}
+
+/// Trial `index` of sweep `id` with its epochs.
+pub async fn trial(sweeps: &mut Sweeps, id: u64, index: u32) -> TrialDetail {
+    sweeps
+        .get_trial(GetTrialRequest {
+            sweep_id: id,
+            index,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Polls the sweep (riding over a coordinator that is down) until it is finished; panics
+/// after `limit`, or when nothing has answered for `limit` + 30 s.
+pub async fn wait_finished(sweeps: &mut Sweeps, id: u64, limit: Duration) -> Sweep {
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = sweeps.get_sweep(GetSweepRequest { sweep_id: id }).await {
+            let s = s.into_inner();
+            if s.state() == SweepState::Finished {
+                return s;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "sweep {id} not finished after {limit:?}: {:?}",
+                s.counts
+            );
+        }
+        assert!(
+            started.elapsed() < limit + Duration::from_secs(30),
+            "sweep {id}: no answer for {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

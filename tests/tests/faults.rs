@@ -7,74 +7,24 @@
 //! Shortened by default (CI); `GRADSWEEP_FAULTS_FULL=1` runs the full plan: 40 trials,
 //! 10 worker SIGKILLs and 3 coordinator SIGKILLs in one sweep.
 
-use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
-use gradsweep_tests::{Proc, TempDir, binary, coordinator, worker};
+use gradsweep_tests::{
+    Proc, Sweeps, TempDir, binary, coordinator, submit, trial, wait_finished, worker,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::Code;
-use tonic::transport::Channel;
 
 fn full() -> bool {
     std::env::var("GRADSWEEP_FAULTS_FULL").is_ok_and(|v| v == "1")
 }
 
-fn sweeps_client(addr: &str) -> SweepServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(20))
-        .connect_lazy();
-    SweepServiceClient::new(channel)
-}
-
-async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
-    sweeps
-        .submit_sweep(SubmitSweepRequest {
-            spec_toml: spec.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-}
-
-/// Polls the sweep (riding over a coordinator that is down) until it is finished.
-async fn wait_finished(
-    sweeps: &mut SweepServiceClient<Channel>,
-    id: u64,
-    limit: Duration,
-) -> Sweep {
-    let started = Instant::now();
-    loop {
-        if let Ok(s) = sweeps.get_sweep(GetSweepRequest { sweep_id: id }).await {
-            let s = s.into_inner();
-            if s.state() == SweepState::Finished {
-                return s;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "sweep {id} not finished after {limit:?}: {:?}",
-                s.counts
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn trial(sweeps: &mut SweepServiceClient<Channel>, id: u64, index: u32) -> TrialDetail {
-    sweeps
-        .get_trial(GetTrialRequest {
-            sweep_id: id,
-            index,
-        })
-        .await
-        .unwrap()
-        .into_inner()
+/// A plaintext client of the coordinator at `addr` (`host:port`).
+fn http_client(addr: &str) -> Sweeps {
+    gradsweep_tests::sweeps_client(&format!("http://{addr}"), None, None)
 }
 
 /// A trial's epochs without their wall-clock seconds (everything else is a pure
@@ -150,7 +100,7 @@ async fn worker_and_coordinator_kills_change_no_result() {
     // The fault-free run.
     let clean_db = TempDir::new("faults-clean");
     let (_clean, clean_addr) = coordinator(&clean_db.0, "127.0.0.1:0", "5s");
-    let mut clean = sweeps_client(&clean_addr);
+    let mut clean = http_client(&clean_addr);
     let _c1 = worker(&clean_addr, "clean-1", 1);
     let _c2 = worker(&clean_addr, "clean-2", 1);
     let reference = submit(&mut clean, &spec).await;
@@ -161,7 +111,7 @@ async fn worker_and_coordinator_kills_change_no_result() {
     // The same sweep under fire.
     let db = TempDir::new("faults-chaos");
     let (mut coord, addr) = coordinator(&db.0, "127.0.0.1:0", "1s");
-    let mut sweeps = sweeps_client(&addr);
+    let mut sweeps = http_client(&addr);
     let mut workers: Vec<(String, Proc)> = (0..3)
         .map(|i| {
             let name = format!("w{i}");
@@ -286,7 +236,7 @@ async fn worker_and_coordinator_kills_change_no_result() {
 async fn a_frozen_worker_s_late_reports_are_refused() {
     let db = TempDir::new("faults-zombie");
     let (_coord, addr) = coordinator(&db.0, "127.0.0.1:0", "1s");
-    let mut sweeps = sweeps_client(&addr);
+    let mut sweeps = http_client(&addr);
     let zombie = worker(&addr, "zombie", 1);
     let sweep = submit(&mut sweeps, &chaos_spec(1, &["relu"], 300)).await;
     let started = Instant::now();
@@ -308,7 +258,7 @@ async fn a_frozen_worker_s_late_reports_are_refused() {
         assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    signal(&zombie, libc::SIGSTOP);
+    zombie.signal(libc::SIGSTOP);
     // Past its lease: requeued, and another worker takes it.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let _alive = worker(&addr, "alive", 1);
@@ -324,7 +274,7 @@ async fn a_frozen_worker_s_late_reports_are_refused() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    signal(&zombie, libc::SIGCONT);
+    zombie.signal(libc::SIGCONT);
     let done = wait_finished(&mut sweeps, sweep.id, Duration::from_secs(300)).await;
     assert_eq!(done.counts.unwrap().succeeded, 2);
     let detail = trial(&mut sweeps, sweep.id, index).await;
@@ -338,19 +288,13 @@ async fn a_frozen_worker_s_late_reports_are_refused() {
     assert_eq!(epochs, (1..=300).collect::<Vec<u32>>());
 }
 
-fn signal(proc: &Proc, sig: i32) {
-    // SAFETY: signalling our own child's pid has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(proc.0.id() as i32, sig) };
-    assert_eq!(rc, 0, "kill({sig})");
-}
-
 /// Garbage bytes, a stream of HTTP/2 preface + nonsense, and half-open connections leave
 /// the coordinator serving every other client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_port_leaves_the_coordinator_serving() {
     let db = TempDir::new("faults-garbage");
     let (mut coord, addr) = coordinator(&db.0, "127.0.0.1:0", "5s");
-    let mut sweeps = sweeps_client(&addr);
+    let mut sweeps = http_client(&addr);
     let mut idle = Vec::new();
     for _ in 0..64 {
         idle.push(TcpStream::connect(&addr).unwrap());
@@ -495,7 +439,7 @@ async fn a_full_disk_refuses_writes_and_recovers_when_space_returns() {
         }
     };
     let (mut coord, addr) = disk.coordinator("127.0.0.1:0");
-    let mut sweeps = sweeps_client(&addr);
+    let mut sweeps = http_client(&addr);
     let _w = worker(&addr, "w", 1);
     let sweep = submit(&mut sweeps, &chaos_spec(2, &["relu"], 200)).await;
     // Wait for an epoch, then take the disk's last byte.

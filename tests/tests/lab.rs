@@ -7,10 +7,8 @@
 //! it uses (10.231.x.y/30) exist only inside the namespaces it creates, which it removes
 //! again even when it fails.
 
-use gradsweep_proto::client::AuthChannel;
-use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::*;
-use gradsweep_tests::{Pki, Proc, TempDir, binary};
+use gradsweep_tests::{Pki, Proc, Sweeps, TempDir, binary, submit, trial, wait_finished};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -101,14 +99,15 @@ impl Security {
 
     /// A client of the coordinator at `addr`, connected lazily (from whatever network
     /// namespace the calling thread is in), with the client token when secured.
-    fn client(&self, addr: &str) -> SweepServiceClient<AuthChannel> {
-        let (ca, token) = match &self.secure {
-            Some(s) => (Some(s.pki.ca.as_path()), Some(s.client_token.as_str())),
-            None => (None, None),
-        };
-        let channel =
-            gradsweep_proto::client::connect_lazy(&self.url(addr), ca, token).expect("a client");
-        SweepServiceClient::new(channel)
+    fn client(&self, addr: &str) -> Sweeps {
+        match &self.secure {
+            Some(s) => gradsweep_tests::sweeps_client(
+                &self.url(addr),
+                Some(&s.pki.ca),
+                Some(&s.client_token),
+            ),
+            None => gradsweep_tests::sweeps_client(&self.url(addr), None, None),
+        }
     }
 }
 
@@ -175,12 +174,6 @@ fn log_of(logs: &Path, name: &str) -> String {
     std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default()
 }
 
-fn signal(proc: &Proc, sig: i32) {
-    // SAFETY: signalling our own child's pid has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(proc.0.id() as i32, sig) };
-    assert_eq!(rc, 0, "kill({sig})");
-}
-
 /// Waits (bounded) for a process to exit; its status.
 fn wait_exit(proc: &mut Proc, what: &str, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
@@ -211,60 +204,10 @@ fn spec(name: &str, trials: usize, epochs: u32) -> String {
     )
 }
 
-async fn submit(sweeps: &mut SweepServiceClient<AuthChannel>, spec: &str) -> Sweep {
-    sweeps
-        .submit_sweep(SubmitSweepRequest {
-            spec_toml: spec.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-}
-
-/// Polls the sweep (riding over a coordinator that is down) until it is finished.
-async fn wait_finished(
-    sweeps: &mut SweepServiceClient<AuthChannel>,
-    id: u64,
-    limit: Duration,
-) -> Sweep {
-    let started = Instant::now();
-    loop {
-        if let Ok(s) = sweeps.get_sweep(GetSweepRequest { sweep_id: id }).await {
-            let s = s.into_inner();
-            if s.state() == SweepState::Finished {
-                return s;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "sweep {id} not finished after {limit:?}: {:?}",
-                s.counts
-            );
-        }
-        assert!(
-            started.elapsed() < limit + Duration::from_secs(30),
-            "sweep {id}: no answer for {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn trial(sweeps: &mut SweepServiceClient<AuthChannel>, id: u64, index: u32) -> TrialDetail {
-    sweeps
-        .get_trial(GetTrialRequest {
-            sweep_id: id,
-            index,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 /// Waits until `pred` holds for trial `index` of sweep `id` (with its running entry,
 /// if it is running); returns the worker running it.
 async fn wait_trial(
-    sweeps: &mut SweepServiceClient<AuthChannel>,
+    sweeps: &mut Sweeps,
     id: u64,
     index: u32,
     what: &str,
@@ -294,11 +237,7 @@ async fn wait_trial(
 
 /// Every trial of the sweep SUCCEEDED once: no failure, no lost lease, one attempt's
 /// epochs 1..=`epochs`.
-async fn every_trial_once(
-    sweeps: &mut SweepServiceClient<AuthChannel>,
-    sweep: &Sweep,
-    epochs: u32,
-) {
+async fn every_trial_once(sweeps: &mut Sweeps, sweep: &Sweep, epochs: u32) {
     for index in 0..sweep.trial_count {
         let d = trial(sweeps, sweep.id, index).await;
         let t = d.trial.unwrap();
@@ -593,7 +532,7 @@ async fn workers_ride_out_a_coordinator_down_for_20_seconds() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    signal(&coord, libc::SIGTERM);
+    coord.signal(libc::SIGTERM);
     let status = wait_exit(&mut coord, "the coordinator", Duration::from_secs(30));
     assert!(status.success(), "the coordinator's SIGTERM exit: {status}");
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -643,7 +582,7 @@ async fn three_preemptions_during_one_trial_charge_it_nothing() {
         .await
         .unwrap();
         assert_eq!(r.worker_name, name);
-        signal(&w, libc::SIGTERM);
+        w.signal(libc::SIGTERM);
         let status = wait_exit(&mut w, &name, Duration::from_secs(30));
         assert!(status.success(), "{name}'s SIGTERM exit: {status}");
         // Handed back at once, not left to expire.

@@ -2,39 +2,25 @@
 //! chosen by the OS), driven through the gRPC client. The binaries are those built beside
 //! this test (`cargo test --release --workspace` builds them).
 
-use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::*;
-use gradsweep_tests::{TempDir, coordinator, worker};
+use gradsweep_tests::{Sweeps, TempDir, coordinator, submit, trial, worker};
 use std::time::{Duration, Instant};
 use tonic::Code;
 use tonic::transport::Channel;
 
-async fn client(addr: &str) -> (SweepServiceClient<Channel>, WorkerServiceClient<Channel>) {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
+async fn client(addr: &str) -> (Sweeps, WorkerServiceClient<Channel>) {
+    let url = format!("http://{addr}");
+    let channel = Channel::from_shared(url.clone()).unwrap().connect_lazy();
     (
-        SweepServiceClient::new(channel.clone()),
+        gradsweep_tests::sweeps_client(&url, None, None),
         WorkerServiceClient::new(channel),
     )
 }
 
-async fn submit(sweeps: &mut SweepServiceClient<Channel>, spec: &str) -> Sweep {
-    sweeps
-        .submit_sweep(SubmitSweepRequest {
-            spec_toml: spec.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep
-        .unwrap()
-}
-
 /// Polls the sweep until `done` says so (or panics after `limit`).
 async fn wait_for(
-    sweeps: &mut SweepServiceClient<Channel>,
+    sweeps: &mut Sweeps,
     id: u64,
     limit: Duration,
     done: impl Fn(&Sweep) -> bool,
@@ -54,17 +40,6 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn trial(sweeps: &mut SweepServiceClient<Channel>, id: u64, index: u32) -> TrialDetail {
-    sweeps
-        .get_trial(GetTrialRequest {
-            sweep_id: id,
-            index,
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 fn finished(s: &Sweep) -> bool {

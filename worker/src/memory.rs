@@ -493,46 +493,31 @@ pub struct MemoryError {
 /// available memory; on a GPU the device parts against its free memory and the host
 /// parts against the host's. Unknown amounts are not checked.
 pub fn check(estimate: &Estimate, cpu: bool, available: &Available) -> Result<(), MemoryError> {
-    if cpu {
-        if let Some(host) = available.host {
-            let needed = estimate.bytes(Place::Host, true);
-            if needed > host {
-                return Err(MemoryError {
-                    needed,
-                    parts: estimate.main_parts(Place::Host, true),
-                    available: host,
-                    where_: "host",
-                    what: host_what(available),
-                });
-            }
+    // One place's need against what it has (unknown: not checked).
+    let fits = |place: Place, have: Option<u64>, where_: &'static str, what: String| {
+        let Some(have) = have else { return Ok(()) };
+        let needed = estimate.bytes(place, cpu);
+        if needed <= have {
+            return Ok(());
         }
-        return Ok(());
+        Err(MemoryError {
+            needed,
+            parts: estimate.main_parts(place, cpu),
+            available: have,
+            where_,
+            what,
+        })
+    };
+    if !cpu {
+        let (free, what) = available.device.unzip();
+        fits(
+            Place::Device,
+            free,
+            "GPU",
+            format!("are {}", what.unwrap_or_default()),
+        )?;
     }
-    if let Some((free, what)) = available.device {
-        let needed = estimate.bytes(Place::Device, false);
-        if needed > free {
-            return Err(MemoryError {
-                needed,
-                parts: estimate.main_parts(Place::Device, false),
-                available: free,
-                where_: "GPU",
-                what: format!("are {what}"),
-            });
-        }
-    }
-    if let Some(host) = available.host {
-        let needed = estimate.bytes(Place::Host, false);
-        if needed > host {
-            return Err(MemoryError {
-                needed,
-                parts: estimate.main_parts(Place::Host, false),
-                available: host,
-                where_: "host",
-                what: "are available (MemAvailable)".into(),
-            });
-        }
-    }
-    Ok(())
+    fits(Place::Host, available.host, "host", host_what(available))
 }
 
 /// How the host's available memory was measured, for messages.
