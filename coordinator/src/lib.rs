@@ -17,7 +17,6 @@
 //! binds and calls [`run`].
 
 pub mod auth;
-pub mod cli;
 pub mod error;
 pub mod server;
 pub mod service;

@@ -17,7 +17,22 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 const COORDINATOR: &str = env!("CARGO_BIN_EXE_coordinator");
-const SWEEP: &str = env!("CARGO_BIN_EXE_sweep");
+/// The `sweep` binary (crate `gradsweep-client`), built beside this test by
+/// `cargo test --workspace`.
+fn sweep_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .join("sweep");
+    assert!(
+        path.exists(),
+        "{} is missing: run cargo test --workspace",
+        path.display()
+    );
+    path
+}
 
 const SPEC: &str = "name = \"auth\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 2\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\"]\n";
 
@@ -270,7 +285,7 @@ async fn each_token_opens_only_its_roles_service_and_probes_need_none() {
     );
 
     // The sweep CLI: one line naming the flag and the variable; then with the token.
-    let out = Command::new(SWEEP)
+    let out = Command::new(sweep_binary())
         .args(["--coordinator", &addr, "ls"])
         .env_remove("GRADSWEEP_TOKEN")
         .output()
@@ -282,7 +297,7 @@ async fn each_token_opens_only_its_roles_service_and_probes_need_none() {
         err.contains("--token-file") && err.contains("GRADSWEEP_TOKEN"),
         "{err}"
     );
-    let out = Command::new(SWEEP)
+    let out = Command::new(sweep_binary())
         .args(["--coordinator", &addr, "ls"])
         .env("GRADSWEEP_TOKEN", WORKER_TOKEN)
         .output()
@@ -291,7 +306,7 @@ async fn each_token_opens_only_its_roles_service_and_probes_need_none() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("client token"), "{err}");
     let token_file = dir.0.join("client.token");
-    let out = Command::new(SWEEP)
+    let out = Command::new(sweep_binary())
         .args(["--coordinator", &addr, "--token-file"])
         .arg(&token_file)
         .arg("ls")
@@ -303,7 +318,7 @@ async fn each_token_opens_only_its_roles_service_and_probes_need_none() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(SWEEP)
+    let out = Command::new(sweep_binary())
         .args(["--coordinator", &addr, "ls"])
         .env("GRADSWEEP_TOKEN", CLIENT_TOKEN)
         .output()

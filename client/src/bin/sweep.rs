@@ -2,7 +2,7 @@
 //! flags here, everything else in `gradsweep_coordinator::cli`.
 
 use clap::{Parser, Subcommand};
-use gradsweep_coordinator::cli::{self, CliError, DEFAULT_COORDINATOR, render};
+use gradsweep_client::{self as cli, CliError, DEFAULT_COORDINATOR, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -3,7 +3,7 @@
 //! tables, the effects and every verdict per configuration with the numbers behind it;
 //! everything it started is stopped and the database removed, also on an error.
 
-use super::{CliError, Result};
+use crate::{CliError, Result};
 use gradsweep_proto::{GetTrialRequest, TrialState};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 /// The built-in sweep, `examples/sweeps/demo.toml`: activation × init × batch norm ×
 /// regularisation on a deep net, two seeds (32 trials).
-pub const DEMO_SPEC: &str = include_str!("../../../examples/sweeps/demo.toml");
+pub const DEMO_SPEC: &str = include_str!("../../examples/sweeps/demo.toml");
 
 /// The built-in sweep on `dataset` for `epochs` epochs.
 pub fn spec(dataset: &str, epochs: u32) -> String {
@@ -79,8 +79,8 @@ struct ConfigVerdicts {
 
 /// Every verdict per configuration: how many seeds each flagged, and each flagged
 /// seed's measured values.
-async fn verdicts(client: &mut super::Client, id: u64) -> Result<String> {
-    let sweep = super::get_sweep(client, id).await?;
+async fn verdicts(client: &mut crate::Client, id: u64) -> Result<String> {
+    let sweep = crate::get_sweep(client, id).await?;
     let mut configs: std::collections::BTreeMap<Vec<u32>, ConfigVerdicts> = Default::default();
     for index in 0..sweep.trial_count {
         let detail = client
@@ -173,7 +173,7 @@ async fn verdicts(client: &mut super::Client, id: u64) -> Result<String> {
         })
         .collect();
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    out.push_str(&super::render::grid(&header, &rows));
+    out.push_str(&crate::render::grid(&header, &rows));
     let _ = writeln!(
         out,
         "\nWhy: each flagged seed's measured values against the verdict's threshold \
@@ -230,7 +230,7 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         .strip_prefix("listening on ")
         .ok_or_else(|| CliError(format!("the coordinator did not start: {:?}", line.trim())))?
         .to_owned();
-    super::note(&format!(
+    crate::note(&format!(
         "demo: coordinator on {addr} (database {})",
         dir.0.display()
     ));
@@ -250,19 +250,19 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
             .map_err(|e| CliError(format!("cannot start {}: {e}", worker_bin.display())))?;
         procs.push(Proc(child));
     }
-    super::note(&format!(
+    crate::note(&format!(
         "demo: {} worker(s) on {device}, {threads} thread(s) each",
         procs.len()
     ));
 
-    let mut client = super::connect(&addr).await?;
+    let mut client = crate::connect(&addr).await?;
     let spec_path = dir.0.join("demo.toml");
     std::fs::write(&spec_path, spec(dataset, epochs))
         .map_err(|e| CliError(format!("cannot write {}: {e}", spec_path.display())))?;
-    let (submitted, id) = super::submit(&mut client, &spec_path).await?;
-    super::note(&format!("demo: {}", submitted.trim_end()));
-    let summary = super::watch(&mut client, id).await?;
-    super::note(&format!("demo: {}", summary.trim_end()));
+    let (submitted, id) = crate::submit(&mut client, &spec_path).await?;
+    crate::note(&format!("demo: {}", submitted.trim_end()));
+    let summary = crate::watch(&mut client, id).await?;
+    crate::note(&format!("demo: {}", summary.trim_end()));
     drop(procs);
 
     let mut out = String::new();
@@ -270,7 +270,7 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         out,
         "\nTest accuracy and loss per configuration (mean ± std (seeds)), final epoch:\n"
     );
-    let table = super::table(
+    let table = crate::table(
         &mut client,
         id,
         vec![],
@@ -278,13 +278,13 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         false,
     )
     .await?;
-    out.push_str(&super::render::table(&table, super::render::Format::Table));
+    out.push_str(&crate::render::table(&table, crate::render::Format::Table));
     let _ = writeln!(out);
-    let effects = super::effects(&mut client, id, "test_accuracy", false).await?;
-    out.push_str(&super::render::effects(
+    let effects = crate::effects(&mut client, id, "test_accuracy", false).await?;
+    out.push_str(&crate::render::effects(
         &effects,
         "test_accuracy",
-        super::render::Format::Table,
+        crate::render::Format::Table,
     ));
 
     out.push_str(&verdicts(&mut client, id).await?);

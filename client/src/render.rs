@@ -258,7 +258,7 @@ pub fn table_with(table: &Table, format: Format, verdicts: bool) -> String {
 }
 
 /// Renders `sweep table --effects`: each axis (largest spread first) with its values.
-pub fn effects(effects: &[crate::cli::AxisEffect], metric: &str, format: Format) -> String {
+pub fn effects(effects: &[crate::AxisEffect], metric: &str, format: Format) -> String {
     match format {
         Format::Table | Format::Md => {
             let mut out = format!(
