@@ -61,7 +61,11 @@ fn cell(s: &MetricStat) -> String {
     if s.count == 0 {
         return "— (0)".into();
     }
-    format!("{:.4} ± {:.4} ({})", s.mean, s.std, s.count)
+    match s.std {
+        Some(std) => format!("{:.4} ± {std:.4} ({})", s.mean, s.count),
+        // One trial: no spread to show (a sample std needs two).
+        None => format!("{:.4} ± — ({})", s.mean, s.count),
+    }
 }
 
 /// The row's trials outside the stats, e.g. `1 diverged, 2 failed` (empty: none).
@@ -85,6 +89,15 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_owned()
     }
+}
+
+/// A std as CSV text: empty with fewer than two trials.
+fn std_text(std: Option<f64>) -> String {
+    std.map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn json_opt(x: Option<f64>) -> serde_json::Value {
+    x.map(json_number).unwrap_or(serde_json::Value::Null)
 }
 
 fn json_number(x: f64) -> serde_json::Value {
@@ -184,7 +197,7 @@ pub fn table_with(table: &Table, format: Format, verdicts: bool) -> String {
                 let mut cells: Vec<String> = r.values.iter().map(|v| csv_field(v)).collect();
                 for s in &r.stats {
                     // `{}` prints the shortest text that parses back to the same f64.
-                    cells.extend([s.mean.to_string(), s.std.to_string(), s.count.to_string()]);
+                    cells.extend([s.mean.to_string(), std_text(s.std), s.count.to_string()]);
                 }
                 cells.extend(
                     [r.diverged, r.failed, r.cancelled, r.unfinished].map(|n| n.to_string()),
@@ -217,7 +230,7 @@ pub fn table_with(table: &Table, format: Format, verdicts: bool) -> String {
                                 s.metric.clone(),
                                 serde_json::json!({
                                     "mean": json_number(s.mean),
-                                    "std": json_number(s.std),
+                                    "std": json_opt(s.std),
                                     "count": s.count,
                                 }),
                             )
@@ -289,7 +302,7 @@ pub fn effects(effects: &[crate::AxisEffect], metric: &str, format: Format) -> S
                         e.spread,
                         csv_field(v),
                         s.mean,
-                        s.std,
+                        std_text(s.std),
                         s.count
                     ));
                 }
@@ -306,7 +319,7 @@ pub fn effects(effects: &[crate::AxisEffect], metric: &str, format: Format) -> S
                         "values": e.values.iter().map(|(v, s)| serde_json::json!({
                             "value": v,
                             "mean": json_number(s.mean),
-                            "std": json_number(s.std),
+                            "std": json_opt(s.std),
                             "count": s.count,
                         })).collect::<Vec<_>>(),
                     })
@@ -367,7 +380,7 @@ mod tests {
             stats: vec![MetricStat {
                 metric: "m".into(),
                 mean,
-                std: 0.0,
+                std: None,
                 count,
             }],
             ..TableRow::default()

@@ -193,6 +193,33 @@ impl SweepService for Fake {
         Err(Status::not_found("sweep 9 not found"))
     }
     type WatchSweepStream = Events;
+    type ListTrialsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<TrialSummary, Status>> + Send + 'static>,
+    >;
+    type ExportTrialsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<TrialExport, Status>> + Send + 'static>,
+    >;
+
+    async fn list_trials(
+        &self,
+        _: Request<ListTrialsRequest>,
+    ) -> Result<Response<Self::ListTrialsStream>, Status> {
+        Err(Status::unimplemented(""))
+    }
+
+    async fn export_trials(
+        &self,
+        _: Request<ExportTrialsRequest>,
+    ) -> Result<Response<Self::ExportTrialsStream>, Status> {
+        Err(Status::unimplemented(""))
+    }
+
+    async fn get_effects(
+        &self,
+        _: Request<GetEffectsRequest>,
+    ) -> Result<Response<Effects>, Status> {
+        Err(Status::unimplemented(""))
+    }
     async fn watch_sweep(&self, _: Request<WatchSweepRequest>) -> Result<Response<Events>, Status> {
         Err(Status::unimplemented(""))
     }

@@ -16,13 +16,14 @@ use crate::{Error, table};
 use gradsweep_proto::sweep_service_server::SweepService;
 use gradsweep_proto::worker_service_server::WorkerService;
 use gradsweep_proto::{
-    CancelSweepRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
-    GetSweepRequest, GetTableRequest, GetTrialRequest, HeartbeatRequest, HeartbeatResponse,
-    LeaseRef, LeaseRequest, LeaseResponse, ListRunningRequest, ListRunningResponse,
-    ListSweepsRequest, ListSweepsResponse, RegisterRequest, RegisterResponse, ReportEpochRequest,
-    ReportEpochResponse, RetrySweepRequest, RetrySweepResponse, RunningTrial, SubmitSweepRequest,
-    SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail, TrialState,
-    WatchSweepRequest,
+    CancelSweepRequest, CompleteRequest, CompleteResponse, Effects, ExportTrialsRequest,
+    FailRequest, FailResponse, GetEffectsRequest, GetSweepRequest, GetTableRequest,
+    GetTrialRequest, HeartbeatRequest, HeartbeatResponse, LeaseRef, LeaseRequest, LeaseResponse,
+    ListRunningRequest, ListRunningResponse, ListSweepsRequest, ListSweepsResponse,
+    ListTrialsRequest, RegisterRequest, RegisterResponse, ReportEpochRequest, ReportEpochResponse,
+    ReportEpochsRequest, ReportEpochsResponse, RetrySweepRequest, RetrySweepResponse, RunningTrial,
+    SubmitSweepRequest, SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail,
+    TrialExport, TrialState, TrialSummary, WatchSweepRequest,
 };
 use gradsweep_spec::SweepSpec;
 use std::sync::Arc;
@@ -204,6 +205,29 @@ impl SweepService for Coordinator {
     }
 
     type WatchSweepStream = ReceiverStream<Result<SweepEvent, Status>>;
+    type ListTrialsStream = ReceiverStream<Result<TrialSummary, Status>>;
+    type ExportTrialsStream = ReceiverStream<Result<TrialExport, Status>>;
+
+    async fn list_trials(
+        &self,
+        _request: Request<ListTrialsRequest>,
+    ) -> Result<Response<Self::ListTrialsStream>, Status> {
+        Err(Status::unimplemented("ListTrials is not implemented yet"))
+    }
+
+    async fn export_trials(
+        &self,
+        _request: Request<ExportTrialsRequest>,
+    ) -> Result<Response<Self::ExportTrialsStream>, Status> {
+        Err(Status::unimplemented("ExportTrials is not implemented yet"))
+    }
+
+    async fn get_effects(
+        &self,
+        _request: Request<GetEffectsRequest>,
+    ) -> Result<Response<Effects>, Status> {
+        Err(Status::unimplemented("GetEffects is not implemented yet"))
+    }
 
     async fn watch_sweep(
         &self,
@@ -394,6 +418,13 @@ impl WorkerService for Coordinator {
             renewed: outcome.renewed,
             revoked: outcome.revoked,
         }))
+    }
+
+    async fn report_epochs(
+        &self,
+        _request: Request<ReportEpochsRequest>,
+    ) -> Result<Response<ReportEpochsResponse>, Status> {
+        Err(Status::unimplemented("ReportEpochs is not implemented yet"))
     }
 
     async fn report_epoch(

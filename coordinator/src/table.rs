@@ -152,7 +152,7 @@ pub fn build(
                     MetricStat {
                         metric: name.clone(),
                         mean,
-                        std,
+                        std: (xs.len() >= 2).then_some(std),
                         count: xs.len() as u32,
                     }
                 })
@@ -272,9 +272,9 @@ mod tests {
         let s = &t.rows[0].stats[0];
         assert_eq!(s.count, 2);
         assert!((s.mean - 0.05).abs() < 1e-12);
-        assert!((s.std - (0.005f64).sqrt()).abs() < 1e-12);
+        assert!((s.std.unwrap() - (0.005f64).sqrt()).abs() < 1e-12);
         assert_eq!(t.rows[1].stats[0].count, 1);
-        assert_eq!(t.rows[1].stats[0].std, 0.0);
+        assert_eq!(t.rows[1].stats[0].std, None);
         assert_eq!(t.rows[3].values, ["tanh", "true"]);
         assert_eq!(t.rows[3].stats[0].count, 0);
         assert!(t.rows[3].stats[0].mean.is_nan());

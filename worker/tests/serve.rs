@@ -83,6 +83,13 @@ impl WorkerService for Fake {
         }))
     }
 
+    async fn report_epochs(
+        &self,
+        _: Request<ReportEpochsRequest>,
+    ) -> Result<Response<ReportEpochsResponse>, Status> {
+        Err(Status::unimplemented("this fake takes ReportEpoch"))
+    }
+
     async fn report_epoch(
         &self,
         r: Request<ReportEpochRequest>,
