@@ -7,9 +7,15 @@
 //!   one-line error when nothing answers there or TLS is on one side only.
 //! - [`render`]: tables as text, Markdown, CSV and JSON (the coordinator aggregates; this
 //!   crate only formats what `GetTable` returns).
+//! - [`export`]: `sweep trials` and `sweep export`, streamed row by row (CSV, JSON lines).
+//! - [`json`]: `--format json` of `sweep ls`, `sweep status` and `sweep trial`.
+//! - [`trial_view`]: the one rendering of a trial's results (`sweep trial`, `worker train`).
 
 pub mod demo;
+pub mod export;
+pub mod json;
 pub mod render;
+pub mod trial_view;
 
 use gradsweep_proto::client::{AuthChannel, ConnectError};
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
@@ -235,15 +241,62 @@ pub async fn submit(client: &mut Client, path: &std::path::Path) -> Result<(Stri
     ))
 }
 
-/// `sweep ls`: one line per sweep.
-pub async fn ls(client: &mut Client) -> Result<String> {
-    let sweeps = client
+async fn list_sweeps(client: &mut Client) -> Result<Vec<Sweep>> {
+    Ok(client
         .sweeps
         .list_sweeps(ListSweepsRequest {})
         .await
         .map_err(|s| client.status(s))?
         .into_inner()
-        .sweeps;
+        .sweeps)
+}
+
+/// `sweep ls --format json` (keys: [`json::ls`]).
+pub async fn ls_json(client: &mut Client) -> Result<String> {
+    let sweeps = list_sweeps(client).await?;
+    Ok(json::text(&json::ls(&sweeps)))
+}
+
+/// `sweep status --format json` (keys: [`json::status`]).
+pub async fn status_json(client: &mut Client, id: u64) -> Result<String> {
+    let s = get_sweep(client, id).await?;
+    let running = running(client, id).await?;
+    let eta = eta_seconds(&s, now_unix_ms());
+    Ok(json::text(&json::status(&s, &running, eta)))
+}
+
+/// `sweep trial --format json` (keys: [`json::trial`]).
+pub async fn trial_json(client: &mut Client, id: u64, index: u32) -> Result<String> {
+    let detail = get_trial(client, id, index).await?;
+    let sweep = get_sweep(client, id).await?;
+    Ok(json::text(&json::trial(&detail, &sweep.axes)))
+}
+
+async fn running(client: &mut Client, id: u64) -> Result<Vec<RunningTrial>> {
+    Ok(client
+        .sweeps
+        .list_running(ListRunningRequest { sweep_id: id })
+        .await
+        .map_err(|s| client.status(s))?
+        .into_inner()
+        .trials)
+}
+
+async fn get_trial(client: &mut Client, id: u64, index: u32) -> Result<TrialDetail> {
+    client
+        .sweeps
+        .get_trial(GetTrialRequest {
+            sweep_id: id,
+            index,
+        })
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| client.status(s))
+}
+
+/// `sweep ls`: one line per sweep.
+pub async fn ls(client: &mut Client) -> Result<String> {
+    let sweeps = list_sweeps(client).await?;
     if sweeps.is_empty() {
         return Ok("no sweeps yet (submit one with `sweep submit <spec.toml>`)\n".into());
     }
@@ -299,13 +352,7 @@ pub async fn status(client: &mut Client, id: u64) -> Result<String> {
     if let Some(eta) = eta_line(&s, now_unix_ms()) {
         let _ = writeln!(out, "  {eta}");
     }
-    let running = client
-        .sweeps
-        .list_running(ListRunningRequest { sweep_id: id })
-        .await
-        .map_err(|s| client.status(s))?
-        .into_inner()
-        .trials;
+    let running = running(client, id).await?;
     // Workers and the trials each is training.
     let mut by_worker: std::collections::BTreeMap<(String, String), Vec<u32>> = Default::default();
     for t in &running {
@@ -419,15 +466,7 @@ pub async fn table(
 
 /// `sweep trial`: a trial's config, epochs, verdicts and gradient check.
 pub async fn trial(client: &mut Client, id: u64, index: u32) -> Result<String> {
-    let detail = client
-        .sweeps
-        .get_trial(GetTrialRequest {
-            sweep_id: id,
-            index,
-        })
-        .await
-        .map_err(|s| client.status(s))?
-        .into_inner();
+    let detail = get_trial(client, id, index).await?;
     Ok(render_trial(&detail))
 }
 
@@ -491,151 +530,28 @@ pub fn render_trial(detail: &TrialDetail) -> String {
     for line in t.config_toml.lines() {
         let _ = writeln!(out, "  {line}");
     }
-    if !detail.epochs.is_empty() {
-        let _ = writeln!(out, "\nepochs:");
-        let rows: Vec<Vec<String>> = detail
-            .epochs
-            .iter()
-            .map(|e| {
-                vec![
-                    e.epoch.to_string(),
-                    format!("{:.4}", e.train_loss),
-                    format!("{:.4}", e.train_accuracy),
-                    format!("{:.4}", e.val_loss),
-                    format!("{:.4}", e.val_accuracy),
-                    format!("{:.4}", e.test_loss),
-                    format!("{:.4}", e.test_accuracy),
-                    format!("{:.2}", e.seconds),
-                ]
-            })
-            .collect();
-        out.push_str(&render::grid(
-            &[
-                "EPOCH",
-                "TRAIN_LOSS",
-                "TRAIN_ACC",
-                "VAL_LOSS",
-                "VAL_ACC",
-                "TEST_LOSS",
-                "TEST_ACC",
-                "SECONDS",
-            ],
-            &rows,
-        ));
-        if let Some(last) = detail.epochs.last()
-            && !last.layers.is_empty()
-        {
-            let _ = writeln!(out, "\nlayers at epoch {}:", last.epoch);
-            let rows: Vec<Vec<String>> = last
-                .layers
-                .iter()
-                .map(|l| {
-                    vec![
-                        l.layer.clone(),
-                        format!("{:.3e}", l.grad_norm),
-                        format!("{:.3e}", l.update_ratio),
-                        format!("{:.4}", l.weight_std),
-                        l.dead_fraction
-                            .map(|d| format!("{d:.3}"))
-                            .unwrap_or_else(|| "-".into()),
-                    ]
-                })
-                .collect();
-            out.push_str(&render::grid(
-                &["LAYER", "GRAD_NORM", "UPDATE_RATIO", "WEIGHT_STD", "DEAD"],
-                &rows,
-            ));
-        }
-    }
     if let Some(r) = &t.result {
-        if let Some(outcome) = r.outcome.as_ref().and_then(|o| o.kind.as_ref()) {
-            let _ = match outcome {
-                outcome::Kind::Completed(_) => writeln!(out, "\noutcome: completed"),
-                outcome::Kind::Diverged(d) => {
-                    writeln!(out, "\noutcome: diverged at epoch {}", d.epoch)
-                }
-            };
-        }
         let _ = writeln!(
             out,
-            "ran on {} ({}) in {:.1}s",
-            r.worker_name, r.device, r.seconds
-        );
-        if !r.verdicts.is_empty() {
-            let _ = writeln!(out, "\nverdicts:");
-            for v in &r.verdicts {
-                let mark = if v.flagged { "FLAGGED" } else { "ok" };
-                let _ = writeln!(out, "  {:<20} {mark:<8} {}", v.name, v.reason);
-                if !v.criterion.is_empty() {
-                    let _ = writeln!(out, "  {:<20} {:<8} criterion: {}", "", "", v.criterion);
-                }
-            }
-        }
-        if let Some(g) = &r.gradcheck_initial {
-            render_gradcheck(&mut out, g);
-        }
-        if let Some(g) = &r.gradcheck {
-            render_gradcheck(&mut out, g);
-        } else if !r.gradcheck_skipped.is_empty() {
-            let _ = writeln!(out, "\ngradient check: skipped ({})", r.gradcheck_skipped);
-        }
-    }
-    out
-}
-
-/// A gradient check as `sweep trial` shows it: the criterion, each tensor's directional
-/// check, each layer's elementwise figures, the device's own.
-fn render_gradcheck(out: &mut String, g: &gradsweep_proto::GradCheck) {
-    let stage = if g.stage.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", g.stage)
-    };
-    let _ = writeln!(
-        out,
-        "\ngradient check{stage}: {} (batch {})",
-        if g.passed { "passed" } else { "FAILED" },
-        g.batch
-    );
-    if !g.criterion.is_empty() {
-        let _ = writeln!(out, "  criterion: {}", g.criterion);
-    }
-    for l in &g.layers {
-        for t in &l.tensors {
-            let _ = writeln!(
-                out,
-                "  {:<16} {} entries, gradient RMS {:.2e}, directional rel err {:.2e}: {}",
-                t.param,
-                t.entries,
-                t.grad_rms,
-                t.rel_error,
-                if t.passed { "ok" } else { "FAILED" }
-            );
-        }
-    }
-    for l in &g.layers {
-        let _ = writeln!(
-            out,
-            "  {:<16} elementwise: {} checked, max abs err {:.2e}, max rel err {:.2e}: {}",
-            l.layer,
-            l.checked,
-            l.max_abs_error,
-            l.max_rel_error,
-            if l.elementwise_passed || (l.tensors.is_empty() && l.passed) {
-                "ok"
+            "\nran on {} ({}) in {:.1}s",
+            if r.worker_name.is_empty() {
+                "an unnamed worker"
             } else {
-                "FAILED"
-            }
+                &r.worker_name
+            },
+            r.device,
+            r.seconds
         );
     }
-    if !g.device.is_empty() {
-        let _ = writeln!(
-            out,
-            "  on {}: {}",
-            g.device,
-            if g.device_passed { "passed" } else { "FAILED" }
-        );
+    if !detail.epochs.is_empty() {
+        out.push_str(&trial_view::epochs(&detail.epochs));
     }
+    out.push_str(&trial_view::summary(
+        t.result.as_ref(),
+        &detail.epochs,
+        None,
+    ));
+    out
 }
 
 /// A trial's epoch count, read from its canonical config (`epochs = N`).
@@ -798,9 +714,9 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// For a running sweep with finished trials: the rate since it was submitted and the
-/// time left at that rate.
-pub fn eta_line(s: &Sweep, now_ms: u64) -> Option<String> {
+/// For a running sweep with finished trials: the seconds left at the rate since it was
+/// submitted.
+pub fn eta_seconds(s: &Sweep, now_ms: u64) -> Option<f64> {
     let c = s.counts.unwrap_or_default();
     let done = done_count(&c);
     if s.state() != SweepState::Running || done == 0 {
@@ -808,7 +724,16 @@ pub fn eta_line(s: &Sweep, now_ms: u64) -> Option<String> {
     }
     let elapsed_s = (now_ms.saturating_sub(s.created_unix_ms) as f64 / 1000.0).max(1e-3);
     let rate = f64::from(done) / elapsed_s;
-    let left = f64::from(s.trial_count.saturating_sub(done)) / rate;
+    Some(f64::from(s.trial_count.saturating_sub(done)) / rate)
+}
+
+/// For a running sweep with finished trials: the rate since it was submitted and the
+/// time left at that rate.
+pub fn eta_line(s: &Sweep, now_ms: u64) -> Option<String> {
+    let left = eta_seconds(s, now_ms)?;
+    let c = s.counts.unwrap_or_default();
+    let elapsed_s = (now_ms.saturating_sub(s.created_unix_ms) as f64 / 1000.0).max(1e-3);
+    let rate = f64::from(done_count(&c)) / elapsed_s;
     let secs = left.round() as u64;
     Some(format!(
         "eta: ~{}m{:02}s at the rate so far ({:.1} trials/min)",

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[command(
     name = "sweep",
     version,
-    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trial 1/0\n  sweep retry 1\n  sweep --coordinator https://coord.lab:7070 --ca ca.pem --token-file client.token ls\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070.\nThe token: --token-file, else GRADSWEEP_TOKEN, else none."
+    after_help = "Examples:\n  sweep submit examples/sweeps/activations.toml\n  sweep ls\n  sweep status 1\n  sweep table 1 --by activation,batchnorm --metric test_acc\n  sweep trials 1 --state diverged,failed\n  sweep trial 1/0\n  sweep export 1 --what epochs --format csv --out epochs.csv\n  sweep retry 1\n  sweep --coordinator https://coord.lab:7070 --ca ca.pem --token-file client.token ls\n\nThe coordinator's address: --coordinator, else GRADSWEEP_COORDINATOR, else http://127.0.0.1:7070.\nThe token: --token-file, else GRADSWEEP_TOKEN, else none."
 )]
 struct Args {
     /// The coordinator's address (`http://host:port`, `host:port`, or
@@ -48,14 +48,33 @@ enum Command {
         watch: bool,
     },
     /// List every sweep with its state and how many trials are done.
-    #[command(after_help = "Example:\n  sweep ls")]
-    Ls,
+    ///
+    /// --format json: {"sweeps": [{id, name, state, created_unix_ms, trial_count, done,
+    /// counts: {pending, running, succeeded, diverged, failed, cancelled}, axes: [{key,
+    /// labels}], seeds, dataset_fingerprint}]}, newest first.
+    #[command(
+        after_help = "Examples:\n  sweep ls\n  sweep ls --format json | jq '.sweeps[0].counts'"
+    )]
+    Ls {
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// A sweep's state, axes, seeds and trial counts per state.
-    #[command(after_help = "Example:\n  sweep status 1")]
+    ///
+    /// --format json: the keys of `sweep ls --format json`'s sweeps, plus eta_seconds
+    /// (null unless running with trials done) and running: [{index, worker_id, worker,
+    /// device, lease_deadline_unix_ms}].
+    #[command(
+        after_help = "Examples:\n  sweep status 1\n  sweep status 1 --format json | jq .counts"
+    )]
     Status {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
         id: u64,
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
     },
     /// Follow a sweep live: a bar for the whole sweep and one per running trial (its
     /// epochs); ends, with a summary line, when the sweep is finished or cancelled.
@@ -166,12 +185,99 @@ enum Command {
     /// lost to the infrastructure (a worker that died or could not reach the
     /// coordinator, a hand-back, a dataset mismatch); the history says how each
     /// earlier attempt ended, on which worker, and why.
-    #[command(after_help = "Example:\n  sweep trial 1/17    (trial 17 of sweep 1)")]
+    ///
+    /// --format json: sweep_id, index, key, state, values {axis: label}, seed, attempt,
+    /// failures, lost, worker_id, error, config_toml, history [{attempt, ended, worker_id,
+    /// worker, reason, ended_unix_ms}], epochs [{epoch, train_loss, train_accuracy,
+    /// val_loss, val_accuracy, test_loss, test_accuracy, penalty, seconds, layers
+    /// [{layer, weight_mean, weight_std, grad_norm, grad_max_abs, update_ratio,
+    /// change_since_start, dead_fraction}]}], result (null until finished: outcome,
+    /// diverged_epoch, worker, device, seconds, dataset_fingerprint, verdicts,
+    /// gradcheck_initial, gradcheck, gradcheck_skipped). NaN and infinities are null.
+    #[command(
+        after_help = "Examples:\n  sweep trial 1/17                  (trial 17 of sweep 1)\n  sweep trial 1/17 --format json | jq '.epochs[-1].val_accuracy'"
+    )]
     Trial {
         /// `<sweep id>/<trial index>`.
         #[arg(value_parser = cli::parse_trial_ref)]
         trial: (u64, u32),
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
     },
+    /// One row per trial of a sweep: its index, axis values, seed, state, failures/lost
+    /// attempts, worker, final train/val/test loss and accuracy, and flagged verdicts.
+    ///
+    /// --state keeps trials in these states (repeat it or give a comma list): pending,
+    /// running (or leased), succeeded, diverged, failed, cancelled. --where keeps trials
+    /// whose axis KEY has the value VALUE, written as the sweep shows it (`sweep status`
+    /// lists each axis's values); several --where must all hold. --format csv and json
+    /// have the columns of `sweep export --what trials`.
+    #[command(
+        after_help = "Examples:\n  sweep trials 1\n  sweep trials 1 --state diverged,failed\n  sweep trials 1 --where activation=sigmoid --where batchnorm=false\n  sweep trials 1 --format csv > trials.csv\n  sweep trials 1 --format json | jq '.[] | select(.flagged | length > 0) | .index'"
+    )]
+    Trials {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// Keep trials in these states (repeatable, or a comma list).
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Keep trials whose axis KEY has value VALUE (repeatable; all must hold).
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Output format: table, csv or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    /// Every trial's data in long format for pandas, polars or R: one row per trial
+    /// (--what trials), per trial and epoch (epochs), or per trial, epoch and Linear
+    /// layer (layers), streamed as the coordinator sends it.
+    ///
+    /// Columns: index, one per axis (named by its key, holding the trial's value),
+    /// seed, state, then: trials — attempt, failures, lost, worker, epochs_done, the
+    /// final epoch's train_loss, train_accuracy, val_loss, val_accuracy, test_loss,
+    /// test_accuracy, penalty, best_val_epoch, best_val_accuracy, diverged_epoch,
+    /// flagged (`;`-separated in CSV, a list in JSON), seconds, error, key; epochs —
+    /// epoch, the six numbers, penalty, seconds; layers — epoch, layer, weight_mean,
+    /// weight_std, grad_norm, grad_max_abs, update_ratio, change_since_start,
+    /// dead_fraction. CSV writes NaN as `NaN` and infinities as `inf`/`-inf`, JSON lines
+    /// as null; a missing value is empty / null. With --out the file appears only when
+    /// complete. --state and --where select trials as for `sweep trials`.
+    #[command(
+        after_help = "Examples:\n  sweep export 1 --what epochs --format csv --out epochs.csv\n  sweep export 1 --what layers --format jsonl --where activation=sigmoid > layers.jsonl\n  sweep export 1 --what trials --state succeeded --format csv | head\n\nThen, in Python:\n  pandas.read_csv(\"epochs.csv\")       polars.read_ndjson(\"layers.jsonl\")"
+    )]
+    Export {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// A row per: trials, epochs or layers.
+        #[arg(long, default_value = "epochs")]
+        what: String,
+        /// csv or jsonl (one JSON object per line).
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// Write to FILE (via a temporary file renamed when complete) instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Keep trials in these states (repeatable, or a comma list).
+        #[arg(long, value_name = "STATE")]
+        state: Vec<String>,
+        /// Keep trials whose axis KEY has value VALUE (repeatable; all must hold).
+        #[arg(long = "where", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+    },
+}
+
+/// `--format` of `ls`, `status` and `trial`: whether it is json.
+fn json_format(format: &str) -> Result<bool, CliError> {
+    match format {
+        "table" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(CliError(format!(
+            "--format \"{format}\": expected table or json"
+        ))),
+    }
 }
 
 async fn run(args: Args) -> Result<String, CliError> {
@@ -202,8 +308,20 @@ async fn run(args: Args) -> Result<String, CliError> {
             cli::watch(&mut client, id).await
         }
         Command::Watch { id } => cli::watch(&mut client, id).await,
-        Command::Ls => cli::ls(&mut client).await,
-        Command::Status { id } => cli::status(&mut client, id).await,
+        Command::Ls { format } => {
+            if json_format(&format)? {
+                cli::ls_json(&mut client).await
+            } else {
+                cli::ls(&mut client).await
+            }
+        }
+        Command::Status { id, format } => {
+            if json_format(&format)? {
+                cli::status_json(&mut client, id).await
+            } else {
+                cli::status(&mut client, id).await
+            }
+        }
         Command::Cancel { id } => cli::cancel(&mut client, id).await,
         Command::Retry { id, diverged } => cli::retry(&mut client, id, diverged).await,
         Command::Table {
@@ -235,7 +353,70 @@ async fn run(args: Args) -> Result<String, CliError> {
             }
             Ok(render::table_with(&table, format, verdicts))
         }
-        Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,
+        Command::Trial {
+            trial: (id, n),
+            format,
+        } => {
+            if json_format(&format)? {
+                cli::trial_json(&mut client, id, n).await
+            } else {
+                cli::trial(&mut client, id, n).await
+            }
+        }
+        Command::Trials {
+            id,
+            state,
+            filter,
+            format,
+        } => {
+            let format = match format.as_str() {
+                "table" => {
+                    return cli::export::trials_table(&mut client, id, &state, &filter).await;
+                }
+                "csv" => cli::export::RowFormat::Csv,
+                "json" => cli::export::RowFormat::Json,
+                _ => {
+                    return Err(CliError(format!(
+                        "--format \"{format}\": expected table, csv or json"
+                    )));
+                }
+            };
+            cli::export::export(
+                &mut client,
+                cli::export::ExportArgs {
+                    id,
+                    what: cli::export::What::Trials,
+                    format,
+                    out: None,
+                    states: &state,
+                    filters: &filter,
+                },
+            )
+            .await
+        }
+        Command::Export {
+            id,
+            what,
+            format,
+            out,
+            state,
+            filter,
+        } => {
+            let what = cli::export::parse_what(&what)?;
+            let format = cli::export::parse_export_format(&format)?;
+            cli::export::export(
+                &mut client,
+                cli::export::ExportArgs {
+                    id,
+                    what,
+                    format,
+                    out: out.as_deref(),
+                    states: &state,
+                    filters: &filter,
+                },
+            )
+            .await
+        }
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }
