@@ -16,6 +16,7 @@ pub mod export;
 pub mod json;
 pub mod render;
 pub mod trial_view;
+pub mod watch;
 
 use gradsweep_proto::client::{AuthChannel, ConnectError};
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
@@ -185,7 +186,7 @@ pub fn parse_trial_ref(s: &str) -> std::result::Result<(u64, u32), String> {
     ))
 }
 
-fn state_name(s: SweepState) -> &'static str {
+pub(crate) fn state_name(s: SweepState) -> &'static str {
     match s {
         SweepState::Unspecified => "unknown",
         SweepState::Running => "running",
@@ -206,7 +207,7 @@ fn trial_state_name(s: TrialState) -> &'static str {
     }
 }
 
-fn done_count(c: &TrialCounts) -> u32 {
+pub(crate) fn done_count(c: &TrialCounts) -> u32 {
     c.succeeded + c.diverged + c.failed + c.cancelled
 }
 
@@ -282,7 +283,7 @@ async fn running(client: &mut Client, id: u64) -> Result<Vec<RunningTrial>> {
         .trials)
 }
 
-async fn get_trial(client: &mut Client, id: u64, index: u32) -> Result<TrialDetail> {
+pub(crate) async fn get_trial(client: &mut Client, id: u64, index: u32) -> Result<TrialDetail> {
     client
         .sweeps
         .get_trial(GetTrialRequest {
@@ -555,94 +556,24 @@ pub fn render_trial(detail: &TrialDetail) -> String {
 }
 
 /// A trial's epoch count, read from its canonical config (`epochs = N`).
-fn config_epochs(config_toml: &str) -> Option<u64> {
+pub(crate) fn config_epochs(config_toml: &str) -> Option<u64> {
     config_toml
         .lines()
         .find_map(|l| l.trim().strip_prefix("epochs = "))
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// `sweep watch`: progress bars (the whole sweep, and each running trial's epochs) until
-/// the sweep is finished or cancelled; returns the closing summary line. Bars are drawn
-/// only on a terminal; elsewhere only the summary is printed.
+/// `sweep watch` with bars (drawn only when stderr is a terminal): see [`watch::watch`].
+/// Returns the closing line.
 pub async fn watch(client: &mut Client, id: u64) -> Result<String> {
-    use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-    use std::collections::BTreeMap;
-    let sweep = get_sweep(client, id).await?;
-    let mut stream = client
-        .sweeps
-        .watch_sweep(WatchSweepRequest { sweep_id: id })
-        .await
-        .map_err(|s| client.status(s))?
-        .into_inner();
-    let multi = MultiProgress::new();
-    let overall = multi.add(ProgressBar::new(u64::from(sweep.trial_count)));
-    overall.set_style(
-        ProgressStyle::with_template("sweep {prefix} [{bar:40}] {pos}/{len} trials {msg}")
-            .expect("template")
-            .progress_chars("=> "),
-    );
-    overall.set_prefix(id.to_string());
-    let trial_style =
-        ProgressStyle::with_template("  trial {prefix:>5} [{bar:30}] epoch {pos}/{len}")
-            .expect("template")
-            .progress_chars("=> ");
-    let mut running: BTreeMap<u32, ProgressBar> = BTreeMap::new();
-    let mut last = sweep.clone();
-    loop {
-        let event = match stream.message().await {
-            Ok(Some(e)) => e,
-            Ok(None) => break,
-            Err(s) => return Err(client.status(s)),
-        };
-        let c = event.counts.unwrap_or_default();
-        overall.set_position(u64::from(done_count(&c)));
-        overall.set_message(format!(
-            "({} running, {} diverged, {} failed)",
-            c.leased, c.diverged, c.failed
-        ));
-        if event.trial_state() == TrialState::Leased {
-            if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(event.index) {
-                let epochs = client
-                    .sweeps
-                    .get_trial(GetTrialRequest {
-                        sweep_id: id,
-                        index: event.index,
-                    })
-                    .await
-                    .ok()
-                    .and_then(|d| d.into_inner().trial)
-                    .and_then(|t| config_epochs(&t.config_toml))
-                    .unwrap_or(0);
-                let bar = multi.add(ProgressBar::new(epochs));
-                bar.set_style(trial_style.clone());
-                bar.set_prefix(event.index.to_string());
-                slot.insert(bar);
-            }
-            if let Some(bar) = running.get(&event.index) {
-                bar.set_position(u64::from(event.epoch));
-            }
-        } else if let Some(bar) = running.remove(&event.index) {
-            bar.finish_and_clear();
-            multi.remove(&bar);
-        }
-        last.counts = Some(c);
-        last.state = event.state;
-    }
-    for bar in running.values() {
-        bar.finish_and_clear();
-    }
-    overall.finish_and_clear();
-    let c = last.counts.unwrap_or_default();
-    Ok(format!(
-        "sweep {id} {}: {} succeeded, {} diverged, {} failed, {} cancelled of {} trials\n",
-        state_name(last.state()),
-        c.succeeded,
-        c.diverged,
-        c.failed,
-        c.cancelled,
-        last.trial_count
-    ))
+    watch::watch(client, id, false).await
+}
+
+/// `sweep watch` as the binary runs it: bars on a terminal, else (stdout is a file or a
+/// pipe) one line per trial that finishes while watching.
+pub async fn watch_live(client: &mut Client, id: u64) -> Result<String> {
+    use std::io::IsTerminal;
+    watch::watch(client, id, !std::io::stdout().is_terminal()).await
 }
 
 /// One axis's effect on a metric: the coordinator's table by that axis alone (each value

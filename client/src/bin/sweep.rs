@@ -77,8 +77,14 @@ enum Command {
         format: String,
     },
     /// Follow a sweep live: a bar for the whole sweep and one per running trial (its
-    /// epochs); ends, with a summary line, when the sweep is finished or cancelled.
-    #[command(after_help = "Example:\n  sweep watch 1")]
+    /// configuration, epochs, last train loss and validation accuracy); ends, with a
+    /// summary line naming `sweep table`, when the sweep is finished or cancelled.
+    ///
+    /// When stdout is not a terminal (a Slurm log, `> file`), it prints one line per
+    /// trial that finishes while it watches instead of bars.
+    #[command(
+        after_help = "Examples:\n  sweep watch 1\n  sweep watch 1 > watch.log      # trial 5 activation=relu seed=1: succeeded, train_loss …"
+    )]
     Watch {
         /// The sweep id (see `sweep ls`).
         #[arg(value_parser = cli::parse_sweep_id)]
@@ -305,9 +311,9 @@ async fn run(args: Args) -> Result<String, CliError> {
             if cli::print(&text).is_err() {
                 return Ok(String::new());
             }
-            cli::watch(&mut client, id).await
+            cli::watch_live(&mut client, id).await
         }
-        Command::Watch { id } => cli::watch(&mut client, id).await,
+        Command::Watch { id } => cli::watch_live(&mut client, id).await,
         Command::Ls { format } => {
             if json_format(&format)? {
                 cli::ls_json(&mut client).await
