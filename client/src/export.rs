@@ -634,7 +634,12 @@ pub async fn export(client: &mut Client, a: ExportArgs<'_>) -> Result<String> {
     let mut rows = match Rows::new(sink, a.format, columns(a.what, &sweep.axes)) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(String::new()),
-        Err(e) => return Err(CliError(format!("cannot write {target}: {e}"))),
+        Err(e) => {
+            if let Some(path) = a.out {
+                remove_partials(path);
+            }
+            return Err(CliError(format!("cannot write {target}: {e}")));
+        }
     };
     let pumped = pump(client, &mut source, a.what, &mut rows, &target).await;
     let count = rows.count;

@@ -43,7 +43,7 @@ fn every_subcommand_has_help_with_an_example() {
     assert!(top.status.success());
     assert!(stdout(&top).contains("Examples:"));
     for sub in [
-        "submit", "ls", "status", "watch", "cancel", "table", "trial",
+        "submit", "ls", "status", "watch", "cancel", "table", "trial", "trials", "export",
     ] {
         let o = sweep("http://127.0.0.1:1", &[sub, "--help"]);
         assert!(o.status.success(), "sweep {sub} --help: {o:?}");
@@ -162,6 +162,8 @@ async fn table_csv_and_json_match_the_stored_epochs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sweep watch starts");
+    // Let it take its first look (the trials finished before it began are not news).
+    std::thread::sleep(Duration::from_millis(500));
     let _worker = worker(&addr, "cli-w", 1);
 
     let mut client = SweepServiceClient::new(
@@ -185,17 +187,31 @@ async fn table_csv_and_json_match_the_stored_epochs() {
 
     let watched = watcher.wait_with_output().unwrap();
     assert!(watched.status.success(), "{watched:?}");
-    assert_eq!(
-        stdout(&watched),
-        format!(
-            "sweep {id} finished: 12 succeeded, 0 diverged, 0 failed, 0 cancelled of 12 trials\n"
-        )
+    // Its stdout is a pipe: one line per trial that finished while it watched, naming
+    // the trial's configuration, then the counts and the command that shows the table.
+    let end = format!(
+        "sweep {id} finished: 12 succeeded, 0 diverged, 0 failed, 0 cancelled of 12 trials; \
+         the table: sweep table {id}\n"
     );
-    // Watching a finished sweep returns at once with the same line.
-    assert_eq!(
-        stdout(&sweep(&addr, &["watch", &id.to_string()])),
-        stdout(&watched)
-    );
+    let text = stdout(&watched);
+    assert!(text.ends_with(&end), "{text}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("trial ")).collect();
+    assert_eq!(lines.len(), 12, "{text}");
+    for i in 0..12 {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("trial {i} ")))
+            .unwrap_or_else(|| panic!("no line for trial {i}: {text}"));
+        assert!(
+            line.contains("activation=")
+                && line.contains("batchnorm=")
+                && line.contains(": succeeded, train_loss ")
+                && line.contains("val_acc "),
+            "{line}"
+        );
+    }
+    // Watching a finished sweep returns at once with the end line only.
+    assert_eq!(stdout(&sweep(&addr, &["watch", &id.to_string()])), end);
 
     let status = stdout(&sweep(&addr, &["status", &id.to_string()]));
     assert!(status.contains("finished"), "{status}");
@@ -204,7 +220,13 @@ async fn table_csv_and_json_match_the_stored_epochs() {
     let trial = sweep(&addr, &["trial", &format!("{id}/0")]);
     assert!(trial.status.success());
     let trial = stdout(&trial);
-    for part in ["config:", "epochs:", "verdicts:", "activation = "] {
+    for part in [
+        "config:",
+        "epoch  train_loss",
+        "verdicts (",
+        "activation = ",
+        "per-layer diagnostics",
+    ] {
         assert!(trial.contains(part), "{part} missing: {trial}");
     }
 
