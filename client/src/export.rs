@@ -352,7 +352,7 @@ pub struct Rows<W: Write> {
 }
 
 enum RowsInner<W: Write> {
-    Csv(csv::Writer<W>),
+    Csv(Box<csv::Writer<W>>),
     Json {
         w: std::io::BufWriter<W>,
         array: bool,
@@ -366,7 +366,7 @@ impl<W: Write> Rows<W> {
             RowFormat::Csv => {
                 let mut c = csv::Writer::from_writer(w);
                 c.write_record(&columns).map_err(csv_error)?;
-                RowsInner::Csv(c)
+                RowsInner::Csv(Box::new(c))
             }
             RowFormat::Jsonl | RowFormat::Json => {
                 let mut w = std::io::BufWriter::new(w);

@@ -222,7 +222,7 @@ pub async fn watch(client: &mut Client, id: u64, lines: bool) -> Result<String> 
         last.state = event.state;
         let state = event.trial_state();
         if state == TrialState::Leased && !lines {
-            if !running.contains_key(&event.index) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(event.index) {
                 let Ok(detail) = crate::get_trial(client, id, event.index).await else {
                     continue;
                 };
@@ -235,7 +235,7 @@ pub async fn watch(client: &mut Client, id: u64, lines: bool) -> Result<String> 
                     event.index,
                     config_label(&axes, &t.choice, t.seed)
                 ));
-                running.insert(event.index, Running { bar, fetched: None });
+                slot.insert(Running { bar, fetched: None });
             }
             let due = running
                 .get(&event.index)

@@ -698,6 +698,8 @@ async fn populate(addr: &str, trials: u32) {
 }
 
 /// Runs `sweep <args>` with stdout to /dev/null; its peak resident memory in KiB.
+// The child is reaped by `wait4` (which also reports its rusage), not `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(addr: &str, args: &[&str]) -> i64 {
     let child = Command::new(binary("sweep"))
         .args(args)
