@@ -725,6 +725,8 @@ fn write_out(dir: &Path, name: &str) -> String {
 /// The benchmark: peak RSS of `sweep export` for 2,000 and 20,000 trials (a flat
 /// memory means it streams). Run it with
 /// `cargo test --release -p gradsweep-tests --test export -- --ignored --nocapture`.
+/// Filling takes minutes for 20,000 trials (2 cores): every `Complete` answer reads the
+/// sweep's counts, which costs a pass over its trials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: populates 22,000 trials"]
 async fn export_memory_is_flat_in_the_number_of_trials() {
