@@ -9,6 +9,7 @@
 //!   crate only formats what `GetTable` returns).
 
 pub mod demo;
+pub mod plot;
 pub mod render;
 
 use gradsweep_proto::client::{AuthChannel, ConnectError};
