@@ -11,6 +11,7 @@
 pub mod demo;
 pub mod plot;
 pub mod render;
+pub mod report;
 
 use gradsweep_proto::client::{AuthChannel, ConnectError};
 use gradsweep_proto::sweep_service_client::SweepServiceClient;

@@ -159,6 +159,47 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         epochs: u32,
     },
+    /// Draw a sweep's figures: five files (SVG or PNG) in --out, from every succeeded
+    /// and diverged trial, aggregated per configuration (mean ± std over seeds).
+    ///
+    /// 1-loss: train and validation loss per epoch, one panel per value of the --by
+    /// axes; 2-weight-stats: each layer's weight mean and std per epoch;
+    /// 3-gradient-norms: each layer's gradient norm per epoch (log axis: a vanishing
+    /// layer sits far below); 4-weight-change: each layer's change since its initial
+    /// weights and its update ratio in the first and last epoch (log axis);
+    /// 5-accuracy: test accuracy per configuration, and train vs test per regulariser.
+    /// A diverged trial's lines end at its last finite epoch, marked ×.
+    #[command(
+        after_help = "Examples:\n  sweep plot 1 --out figs\n  sweep plot 1 --out figs --by activation,batchnorm --format png"
+    )]
+    Plot {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// The directory to write the figures into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Axes whose values get a panel each in the loss figure [default: activation
+        /// when the sweep varies it, else its first axis].
+        #[arg(long, value_delimiter = ',')]
+        by: Vec<String>,
+        /// svg or png.
+        #[arg(long, default_value = "svg")]
+        format: cli::plot::ImageFormat,
+    },
+    /// Write a sweep's report: one self-contained HTML page (inline SVG figures, no
+    /// network) walking the study — activations, vanishing gradients three ways with
+    /// each verdict beside its figure, remedies, regularisers, the gradient check per
+    /// layer, the spec, the dataset fingerprint and the software version.
+    #[command(after_help = "Example:\n  sweep report 1 --out report.html")]
+    Report {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// The HTML file to write (written whole, through a temporary file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// One trial: its state, attempts and their history, config, per-epoch metrics,
     /// layer diagnostics, verdicts and gradient check.
     ///
@@ -236,6 +277,13 @@ async fn run(args: Args) -> Result<String, CliError> {
             Ok(render::table_with(&table, format, verdicts))
         }
         Command::Trial { trial: (id, n) } => cli::trial(&mut client, id, n).await,
+        Command::Plot {
+            id,
+            out,
+            by,
+            format,
+        } => cli::plot::plot(&mut client, id, &out, &by, format).await,
+        Command::Report { id, out } => cli::report::report(&mut client, id, &out).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }

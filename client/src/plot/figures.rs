@@ -229,7 +229,7 @@ fn legend_width(plan: &Plan, kind: Kind) -> u32 {
         _ => plan.config_legend().into_iter().map(|e| e.label).collect(),
     };
     let longest = labels.iter().map(|l| text_width(l)).max().unwrap_or(0);
-    (longest + 24 + 40).clamp(260, 520)
+    (longest + 24 + 40).clamp(320, 520)
 }
 
 fn accuracy_label_width(plan: &Plan) -> u32 {
@@ -504,7 +504,7 @@ fn loss<DB: DrawingBackend>(
             .map_err(e)?;
         chart
             .configure_mesh()
-            .light_line_style(RGBColor(236, 236, 236))
+            .light_line_style(TRANSPARENT)
             .x_labels(plan.study.max_epoch().min(12) as usize + 1)
             .x_label_formatter(&integral_label)
             .x_desc("epoch")
@@ -614,7 +614,7 @@ fn weights<DB: DrawingBackend>(
                 .map_err(e)?;
             chart
                 .configure_mesh()
-                .light_line_style(RGBColor(236, 236, 236))
+                .light_line_style(TRANSPARENT)
                 .x_labels(plan.study.max_epoch().min(12) as usize + 1)
                 .x_label_formatter(&integral_label)
                 .y_label_formatter(&|y| format!("{y:.2e}"))
@@ -667,7 +667,7 @@ fn gradients<DB: DrawingBackend>(
             .map_err(e)?;
         chart
             .configure_mesh()
-            .light_line_style(RGBColor(236, 236, 236))
+            .light_line_style(TRANSPARENT)
             .x_labels(plan.study.max_epoch().min(12) as usize + 1)
             .x_label_formatter(&integral_label)
             .y_label_formatter(&|y| format!("{y:.0e}"))
@@ -753,7 +753,7 @@ fn change<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(236, 236, 236))
+        .light_line_style(TRANSPARENT)
         .x_labels(layers.len() + 1)
         .x_label_formatter(&layer_label)
         .y_label_formatter(&|y| format!("{y:.0e}"))
@@ -805,7 +805,7 @@ fn change<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(236, 236, 236))
+        .light_line_style(TRANSPARENT)
         .x_labels(layers.len() + 1)
         .x_label_formatter(&layer_label)
         .y_label_formatter(&|y| format!("{y:.0e}"))
@@ -891,7 +891,7 @@ fn accuracy<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(34)
         .y_label_area_size(label_w)
-        .build_cartesian_2d(0f64..100f64, (0..n).into_segmented())
+        .build_cartesian_2d(0f64..100f64, (0..n - 1).into_segmented())
         .map_err(e)?;
     let seg_label = |labels: &[String], v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
@@ -899,7 +899,7 @@ fn accuracy<DB: DrawingBackend>(
     };
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(236, 236, 236))
+        .light_line_style(TRANSPARENT)
         .y_labels(n as usize)
         .y_label_formatter(&|v| seg_label(&labels, v))
         .x_desc("test accuracy (%)")
@@ -966,11 +966,11 @@ fn accuracy<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(34)
         .y_label_area_size(label_w.min(220))
-        .build_cartesian_2d(0f64..100f64, (0..gn).into_segmented())
+        .build_cartesian_2d(0f64..100f64, (0..gn - 1).into_segmented())
         .map_err(e)?;
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(236, 236, 236))
+        .light_line_style(TRANSPARENT)
         .y_labels(gn as usize)
         .y_label_formatter(&|v| seg_label(&glabels, v))
         .x_desc("accuracy (%), final epoch")
