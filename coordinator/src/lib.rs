@@ -7,6 +7,7 @@
 //! - [`store`]: the sled database and the trial state machine (leases, attempts,
 //!   epochs, idempotent completion).
 //! - [`table`]: comparison tables (mean ± std per row of chosen axes).
+//! - [`export`]: `ListTrials` and `ExportTrials`, streamed trial by trial.
 //! - [`service`]: `SweepService` and `WorkerService` over the store.
 //! - [`server`]: [`run`] and [`serve`]: both services, health and reflection on one
 //!   listener until shutdown; [`serve`] with tokens and TLS ([`Network`]).
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod server;
 pub mod service;
 pub mod store;

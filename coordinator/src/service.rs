@@ -210,16 +210,16 @@ impl SweepService for Coordinator {
 
     async fn list_trials(
         &self,
-        _request: Request<ListTrialsRequest>,
+        request: Request<ListTrialsRequest>,
     ) -> Result<Response<Self::ListTrialsStream>, Status> {
-        Err(Status::unimplemented("ListTrials is not implemented yet"))
+        crate::export::list_trials(&self.store, request.into_inner()).map(Response::new)
     }
 
     async fn export_trials(
         &self,
-        _request: Request<ExportTrialsRequest>,
+        request: Request<ExportTrialsRequest>,
     ) -> Result<Response<Self::ExportTrialsStream>, Status> {
-        Err(Status::unimplemented("ExportTrials is not implemented yet"))
+        crate::export::export_trials(&self.store, request.into_inner()).map(Response::new)
     }
 
     async fn get_effects(
