@@ -215,7 +215,7 @@ async fn details(client: &mut Client, sweep: &Sweep, study: &Study) -> Result<De
 
 const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;\
 color:#222;line-height:1.4}h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;margin-top:2em}\
-table{border-collapse:collapse;margin:.5em 0;font-size:.9em}th,td{border:1px solid #ccc;\
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em;display:block;overflow-x:auto;max-width:100%}th,td{border:1px solid #ccc;\
 padding:.2em .5em;text-align:left}th{background:#f3f3f3}pre{background:#f7f7f7;padding:.6em;\
 overflow:auto;font-size:.85em}svg{max-width:100%;height:auto}.row{display:flex;gap:1.5em;\
 flex-wrap:wrap;align-items:flex-start}.row>div{flex:1 1 420px;min-width:0}.fig{flex:3 1 700px!important}\
@@ -575,7 +575,7 @@ pub async fn html(client: &mut Client, id: u64) -> Result<String> {
 }
 
 /// Checks that `out`'s directory exists and takes a file, before any work.
-fn check_out(out: &Path) -> Result<()> {
+pub(crate) fn check_out(out: &Path) -> Result<()> {
     if out.is_dir() {
         return Err(CliError(format!(
             "--out {}: is a directory; name the HTML file to write",

@@ -143,8 +143,12 @@ enum Command {
     /// seeds), then the tables, each axis's effect and the vanishing-gradient verdicts.
     ///
     /// Everything it starts is stopped at the end. It needs the `coordinator` and
-    /// `worker` binaries beside `sweep` (cargo build --release --workspace).
-    #[command(after_help = "Examples:\n  sweep demo\n  sweep demo --workers 2 --device cpu")]
+    /// `worker` binaries beside `sweep` (cargo build --release --workspace). Given
+    /// --coordinator on the command line, it runs the sweep there (its local workers
+    /// join that coordinator; --workers 0 starts none) instead of starting its own.
+    #[command(
+        after_help = "Examples:\n  sweep demo\n  sweep demo --workers 2 --device cpu\n  sweep demo --keep demo-db --report demo.html\n  sweep --coordinator http://127.0.0.1:7070 demo --workers 1"
+    )]
     Demo {
         /// Local worker processes to start.
         #[arg(long, default_value_t = 2)]
@@ -158,6 +162,12 @@ enum Command {
         /// Epochs per trial.
         #[arg(long, default_value_t = 8)]
         epochs: u32,
+        /// Keep the database in DIR (DIR/db) and print the commands that open it again.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Write the demo sweep's HTML report (as `sweep report`) to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
     /// Draw a sweep's figures: five files (SVG or PNG) in --out, from every succeeded
     /// and diverged trial, aggregated per configuration (mean ± std over seeds).
@@ -215,15 +225,32 @@ enum Command {
     },
 }
 
-async fn run(args: Args) -> Result<String, CliError> {
+async fn run(args: Args, coordinator_given: bool) -> Result<String, CliError> {
     if let Command::Demo {
         workers,
         device,
         dataset,
         epochs,
+        keep,
+        report,
     } = &args.command
     {
-        return cli::demo::run(*workers, device, dataset, *epochs).await;
+        return cli::demo::run(cli::demo::Options {
+            workers: *workers,
+            device: device.clone(),
+            dataset: dataset.clone(),
+            epochs: *epochs,
+            keep: keep.clone(),
+            report: report.clone(),
+            coordinator: coordinator_given.then(|| {
+                (
+                    args.coordinator.clone(),
+                    args.ca.clone(),
+                    args.token_file.clone(),
+                )
+            }),
+        })
+        .await;
     }
     let mut client = cli::connect_with(
         &args.coordinator,
@@ -290,8 +317,17 @@ async fn run(args: Args) -> Result<String, CliError> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
+    // Whether --coordinator was given on the command line (`sweep demo` then uses that
+    // coordinator instead of starting its own).
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let coordinator_given = std::iter::once(&matches)
+        .chain(matches.subcommand().map(|(_, m)| m))
+        .any(|m| m.value_source("coordinator") == Some(clap::parser::ValueSource::CommandLine));
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match run(args, coordinator_given).await {
         // A reader that went away (`sweep ls | head -1`) ends the output quietly.
         Ok(out) => match cli::print(&out) {
             Ok(()) => ExitCode::SUCCESS,

@@ -400,7 +400,7 @@ fn x_range(plan: &Plan) -> std::ops::Range<f64> {
 /// Draws a series' mean (solid or dashed) and its ±std band, clamped to `floor` below
 /// (a log axis).
 fn draw_series<DB: DrawingBackend, Y>(
-    chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    chart: &mut Chart<DB, Y>,
     s: &Series,
     c: RGBColor,
     dashed: bool,
@@ -473,6 +473,76 @@ fn grid<DB: DrawingBackend>(
     area.split_evenly((rows, cols))
 }
 
+type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
+
+/// An epoch axis and a y axis labelled `y_desc`, numbers in at most four digits.
+fn mesh<DB: DrawingBackend, Y>(chart: &mut Chart<DB, Y>, plan: &Plan, y_desc: &str) -> R
+where
+    Y: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_labels(plan.study.max_epoch().min(12) as usize + 1)
+        .x_label_formatter(&integral_label)
+        .y_label_formatter(&|y| number(*y))
+        .x_desc("epoch")
+        .y_desc(y_desc)
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        .draw()
+        .map_err(e)
+}
+
+/// A tick label: plain for ordinary magnitudes, else in e-notation.
+pub fn number(y: f64) -> String {
+    let a = y.abs();
+    if y == 0.0 {
+        "0".into()
+    } else if !(1e-2..1e4).contains(&a) {
+        format!("{y:.0e}")
+    } else {
+        let s = format!("{y:.3}");
+        let s = s.trim_end_matches('0');
+        s.trim_end_matches('.').to_owned()
+    }
+}
+
+/// One loss panel: each configuration's train and validation bands and lines, and its
+/// diverged trials' ×.
+fn loss_panel<DB: DrawingBackend, Y>(
+    chart: &mut Chart<DB, Y>,
+    plan: &Plan,
+    configs: &[&Config],
+    labels: &[String],
+    others: &[usize],
+    floor: f64,
+    top: f64,
+) -> R
+where
+    Y: Ranged<ValueType = f64>,
+{
+    for c in configs {
+        let label = plan.study.label(c, others);
+        let i = labels.iter().position(|l| *l == label).unwrap_or(0);
+        let col = colour(i);
+        draw_series(chart, &c.train_loss, col, false, floor, true)?;
+        draw_series(chart, &c.val_loss, col, true, floor, true)?;
+        for d in &c.diverged {
+            let (x, y) = match d.train_loss {
+                Some(y) if d.last_finite_epoch > 0 => (f64::from(d.last_finite_epoch), y.min(top)),
+                // Diverged in its first epoch: × on the top edge at that epoch.
+                _ => (f64::from(d.diverged_epoch.max(1)), top),
+            };
+            let x = x.clamp(x_range(plan).start, x_range(plan).end);
+            chart
+                .draw_series(std::iter::once(Cross::new((x, y), 6, col.stroke_width(3))))
+                .map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
 fn loss<DB: DrawingBackend>(
     plan: &Plan,
     panels: &DrawingArea<DB, Shift>,
@@ -494,42 +564,41 @@ fn loss<DB: DrawingBackend>(
             })),
     );
     let lo = lo.max(0.0);
+    // Losses spanning more than two decades (a blown-up configuration beside ones that
+    // learn) go on a log axis, so that neither flattens the other.
+    let (llo, lhi) = log_range(
+        plan.study
+            .configs
+            .iter()
+            .flat_map(|c| band_values(&c.train_loss).chain(band_values(&c.val_loss))),
+    );
+    let log = lhi / llo > 1e2 * 10.0;
     for (area, (facet, configs)) in grid(panels, facets.len(), 3).iter().zip(&facets) {
-        let mut chart = ChartBuilder::on(area)
-            .caption(facet, (FONT, 13))
-            .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(52)
-            .build_cartesian_2d(x_range(plan), lo..hi)
-            .map_err(e)?;
-        chart
-            .configure_mesh()
-            .light_line_style(TRANSPARENT)
-            .x_labels(plan.study.max_epoch().min(12) as usize + 1)
-            .x_label_formatter(&integral_label)
-            .x_desc("epoch")
-            .y_desc("cross-entropy loss (nats)")
-            .label_style((FONT, 11))
-            .axis_desc_style((FONT, 12))
-            .draw()
-            .map_err(e)?;
-        for c in configs {
-            let label = plan.study.label(c, &others);
-            let i = labels.iter().position(|l| *l == label).unwrap_or(0);
-            let col = colour(i);
-            draw_series(&mut chart, &c.train_loss, col, false, f64::MIN, true)?;
-            draw_series(&mut chart, &c.val_loss, col, true, f64::MIN, true)?;
-            for d in &c.diverged {
-                let (x, y) = match d.train_loss {
-                    Some(y) if d.last_finite_epoch > 0 => (f64::from(d.last_finite_epoch), y),
-                    // Diverged in its first epoch: × on the top edge at that epoch.
-                    _ => (f64::from(d.diverged_epoch.max(1)), hi),
-                };
-                let x = x.clamp(x_range(plan).start, x_range(plan).end);
-                chart
-                    .draw_series(std::iter::once(Cross::new((x, y), 6, col.stroke_width(3))))
-                    .map_err(e)?;
-            }
+        let builder = || {
+            let mut b = ChartBuilder::on(area);
+            b.caption(facet, (FONT, 13))
+                .margin(8)
+                .x_label_area_size(34)
+                .y_label_area_size(62);
+            b
+        };
+        let y_desc = if log {
+            "cross-entropy loss (nats, log)"
+        } else {
+            "cross-entropy loss (nats)"
+        };
+        if log {
+            let mut chart = builder()
+                .build_cartesian_2d(x_range(plan), (llo..lhi).log_scale())
+                .map_err(e)?;
+            mesh(&mut chart, plan, y_desc)?;
+            loss_panel(&mut chart, plan, configs, &labels, &others, llo, lhi)?;
+        } else {
+            let mut chart = builder()
+                .build_cartesian_2d(x_range(plan), lo..hi)
+                .map_err(e)?;
+            mesh(&mut chart, plan, y_desc)?;
+            loss_panel(&mut chart, plan, configs, &labels, &others, f64::MIN, hi)?;
         }
     }
     let mut entries: Vec<Entry> = vec![Entry::other(
@@ -617,7 +686,7 @@ fn weights<DB: DrawingBackend>(
                 .light_line_style(TRANSPARENT)
                 .x_labels(plan.study.max_epoch().min(12) as usize + 1)
                 .x_label_formatter(&integral_label)
-                .y_label_formatter(&|y| format!("{y:.2e}"))
+                .y_label_formatter(&|y| number(*y))
                 .x_desc("epoch")
                 .y_desc(format!("{what} (weight units)"))
                 .label_style((FONT, 11))
