@@ -271,7 +271,11 @@ pub async fn run(o: Options) -> Result<String> {
             crate::note(&format!(
                 "demo: starting its own coordinator on {} database {} and {} local \
                  worker(s) (--coordinator URL uses yours instead)",
-                if o.keep.is_some() { "the kept" } else { "a temporary" },
+                if o.keep.is_some() {
+                    "the kept"
+                } else {
+                    "a temporary"
+                },
                 db.display(),
                 o.workers.max(1)
             ));

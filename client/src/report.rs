@@ -268,11 +268,7 @@ fn verdict_list(name: &str, study: &Study, d: &Details) -> String {
                 c.trials
             );
             if let Some((v, seed, index)) = d.flagged.get(&(ci, name.to_owned())) {
-                let _ = write!(
-                    out,
-                    " — seed {seed} (trial {index}): {}",
-                    esc(&v.reason)
-                );
+                let _ = write!(out, " — seed {seed} (trial {index}): {}", esc(&v.reason));
             }
             out.push_str("</li>");
         }
@@ -285,14 +281,12 @@ fn side_by_side(figure: &str, text: &str) -> String {
     format!("<div class=\"row\"><div class=\"fig\">{figure}</div><div>{text}</div></div>")
 }
 
-fn gradcheck_rows(
-    out: &mut String,
-    label: &str,
-    index: u32,
-    g: &GradCheck,
-    id: u64,
-) {
-    let stage = if g.stage.is_empty() { "trained" } else { &g.stage };
+fn gradcheck_rows(out: &mut String, label: &str, index: u32, g: &GradCheck, id: u64) {
+    let stage = if g.stage.is_empty() {
+        "trained"
+    } else {
+        &g.stage
+    };
     for l in &g.layers {
         let directional = l
             .tensors
@@ -451,16 +445,7 @@ pub async fn html(client: &mut Client, id: u64) -> Result<String> {
     ] {
         let _ = write!(h, "<div id=\"remedy-{axis}\"><h3>{}</h3>", esc(title));
         if has(axis) {
-            h.push_str(
-                &table(
-                    client,
-                    id,
-                    &[axis],
-                    &["test_accuracy", "train_loss"],
-                    true,
-                )
-                .await?,
-            );
+            h.push_str(&table(client, id, &[axis], &["test_accuracy", "train_loss"], true).await?);
         } else {
             h.push_str(&not_varied(axis, &d));
         }

@@ -49,7 +49,9 @@ impl Kind {
             Kind::Loss => {
                 "train (solid) and validation (dashed) loss per epoch, mean ± std over seeds"
             }
-            Kind::Weights => "per-layer weight mean and weight std per epoch, mean ± std over seeds",
+            Kind::Weights => {
+                "per-layer weight mean and weight std per epoch, mean ± std over seeds"
+            }
             Kind::Gradients => "per-layer gradient norm per epoch (log scale), mean over seeds",
             Kind::Change => "weight change per layer: first epoch against last (log scale)",
             Kind::Accuracy => {
@@ -154,7 +156,11 @@ impl Plan<'_> {
 
     fn layers(&self) -> Vec<String> {
         let l = self.study.layer_names();
-        if l.is_empty() { vec!["(no layer diagnostics)".into()] } else { l }
+        if l.is_empty() {
+            vec!["(no layer diagnostics)".into()]
+        } else {
+            l
+        }
     }
 
     /// The legend: one entry per configuration with its colour and diverged count.
@@ -285,10 +291,7 @@ fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Ent
         let c = entry.colour;
         match entry.kind {
             EntryKind::Line => area
-                .draw(&PathElement::new(
-                    vec![(6, y), (30, y)],
-                    c.stroke_width(2),
-                ))
+                .draw(&PathElement::new(vec![(6, y), (30, y)], c.stroke_width(2)))
                 .map_err(e)?,
             EntryKind::Dashed => {
                 for x in [6, 16, 26] {
@@ -306,15 +309,26 @@ fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Ent
                 .draw(&Rectangle::new([(8, y - 5), (28, y + 5)], c.filled()))
                 .map_err(e)?,
             EntryKind::Circle(filled) => {
-                let s = if filled { c.filled() } else { c.stroke_width(2) };
+                let s = if filled {
+                    c.filled()
+                } else {
+                    c.stroke_width(2)
+                };
                 area.draw(&Circle::new((18, y), 4, s)).map_err(e)?
             }
             EntryKind::Heading => {}
         }
-        let mut label = entry.label.clone();
-        if label.chars().count() > max_chars {
-            label = label.chars().take(max_chars - 1).collect::<String>() + "…";
-        }
+        // A long label is cut in its middle part, keeping a ` (2 diverged ×)` suffix.
+        let (head, tail) = match entry.label.rfind(" (") {
+            Some(i) if entry.label.ends_with("diverged ×)") => entry.label.split_at(i),
+            _ => (entry.label.as_str(), ""),
+        };
+        let room = max_chars.saturating_sub(tail.chars().count()).max(4);
+        let label = if head.chars().count() > room {
+            head.chars().take(room - 1).collect::<String>() + "…" + tail
+        } else {
+            entry.label.clone()
+        };
         let x = if matches!(entry.kind, EntryKind::Heading) {
             6
         } else {
@@ -473,7 +487,8 @@ fn grid<DB: DrawingBackend>(
     area.split_evenly((rows, cols))
 }
 
-type Chart<'a, DB, Y> = ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
+type Chart<'a, DB, Y> =
+    ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
 
 /// An epoch axis and a y axis labelled `y_desc`, numbers in at most four digits.
 fn mesh<DB: DrawingBackend, Y>(chart: &mut Chart<DB, Y>, plan: &Plan, y_desc: &str) -> R
@@ -630,7 +645,11 @@ fn loss<DB: DrawingBackend>(
         Entry::other(EntryKind::Line, BLACK, "train loss"),
         Entry::other(EntryKind::Dashed, BLACK, "validation loss"),
         Entry::other(EntryKind::Box, RGBColor(200, 200, 200), "± std over seeds"),
-        Entry::other(EntryKind::Cross, BLACK, "diverged trial (last finite epoch)"),
+        Entry::other(
+            EntryKind::Cross,
+            BLACK,
+            "diverged trial (last finite epoch)",
+        ),
     ]);
     if !plan.by.is_empty() {
         let by: Vec<&str> = plan
@@ -772,7 +791,11 @@ fn gradients<DB: DrawingBackend>(
     let mut entries = plan.config_legend();
     entries.extend([
         Entry::other(EntryKind::Box, RGBColor(200, 200, 200), "± std over seeds"),
-        Entry::other(EntryKind::Cross, BLACK, "diverged trial (last finite epoch)"),
+        Entry::other(
+            EntryKind::Cross,
+            BLACK,
+            "diverged trial (last finite epoch)",
+        ),
         Entry::other(
             EntryKind::Heading,
             BLACK,

@@ -208,19 +208,22 @@ pub async fn plot(
     let mut lines = String::new();
     for (path, bytes) in &files {
         write_atomic(path, bytes)?;
-        lines.push_str(&format!("wrote {} ({} bytes)\n", path.display(), bytes.len()));
+        lines.push_str(&format!(
+            "wrote {} ({} bytes)\n",
+            path.display(),
+            bytes.len()
+        ));
     }
     let c = sweep.counts.unwrap_or_default();
     let left_out = c.failed + c.cancelled + c.pending + c.leased;
     lines.push_str(&format!(
-        "{} trials in {} configurations ({} diverged){}\n",
+        "{} trials in {} configuration{} ({} diverged){}\n",
         study.trials,
         study.configs.len(),
+        if study.configs.len() == 1 { "" } else { "s" },
         c.diverged,
         if left_out > 0 {
-            format!(
-                "; {left_out} failed, cancelled or unfinished trials are in no figure"
-            )
+            format!("; {left_out} failed, cancelled or unfinished trials are in no figure")
         } else {
             String::new()
         }
@@ -264,7 +267,11 @@ pub(crate) mod tests {
                                         } else {
                                             0.1 * f64::from(l)
                                         },
-                                        update_ratio: if sig { 1e-5 * f64::from(l) } else { 1e-2 / f },
+                                        update_ratio: if sig {
+                                            1e-5 * f64::from(l)
+                                        } else {
+                                            1e-2 / f
+                                        },
                                         change_since_start: if sig {
                                             1e-5 * f * f64::from(l)
                                         } else {
