@@ -145,6 +145,10 @@ async fn get_trial(client: &mut Client, id: u64, index: u32) -> Result<TrialDeta
         .map_err(|s| client.status(s))
 }
 
+/// A configuration's index, its first succeeded trial's index, that trial's checks
+/// (untrained, trained) and why it had none.
+type Checks = (usize, u32, Option<GradCheck>, Option<GradCheck>, String);
+
 /// What the report needs besides the aggregates, fetched trial by trial (one per
 /// configuration at most, plus one per flagged verdict and configuration).
 struct Details {
@@ -153,7 +157,7 @@ struct Details {
     /// Verdict name → its criterion (from any trial that reported it).
     criteria: BTreeMap<String, String>,
     /// Config index → the first succeeded trial's index and result checks.
-    checks: Vec<(usize, u32, Option<GradCheck>, Option<GradCheck>, String)>,
+    checks: Vec<Checks>,
     /// Trial 0's canonical config, for the values of the axes the sweep did not vary.
     base_config: String,
 }
@@ -310,7 +314,7 @@ fn gradcheck_rows(out: &mut String, label: &str, index: u32, g: &GradCheck, id: 
     }
 }
 
-fn config_of<'a>(study: &'a Study, ci: usize) -> &'a Config {
+fn config_of(study: &Study, ci: usize) -> &Config {
     &study.configs[ci]
 }
 

@@ -340,12 +340,15 @@ fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[Ent
     Ok(())
 }
 
+/// The panels' area and the legend's.
+type Areas<DB> = (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>);
+
 /// Splits the root into the title, the panels and the legend strip; draws the title.
 fn frame<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     plan: &Plan,
     kind: Kind,
-) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), String> {
+) -> Result<Areas<DB>, String> {
     root.fill(&WHITE).map_err(e)?;
     let (title, rest) = root.split_vertically(TITLE_H);
     title

@@ -263,7 +263,7 @@ pub(crate) mod tests {
                                         weight_mean: 1e-3 * f64::from(l) - s * 1e-3,
                                         weight_std: 0.05 + 0.01 * f * if sig { 0.01 } else { 1.0 },
                                         grad_norm: if sig {
-                                            10f64.powi(l as i32 - 8)
+                                            10f64.powi(l - 8)
                                         } else {
                                             0.1 * f64::from(l)
                                         },
