@@ -111,6 +111,11 @@ fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// Past the palette's eight colours, lines are dashed (until sixteen, then solid again).
+fn second_cycle(i: usize) -> bool {
+    (i / PALETTE.len()) % 2 == 1
+}
+
 impl Plan<'_> {
     /// Indices of the axes that are not facets.
     fn others(&self) -> Vec<usize> {
@@ -169,7 +174,15 @@ impl Plan<'_> {
             .configs
             .iter()
             .enumerate()
-            .map(|(i, c)| Entry::line(colour(i), with_diverged(self.config_label(c), c)))
+            .map(|(i, c)| Entry {
+                colour: colour(i),
+                label: with_diverged(self.config_label(c), c),
+                kind: if second_cycle(i) {
+                    EntryKind::Dashed
+                } else {
+                    EntryKind::Line
+                },
+            })
             .collect()
     }
 }
@@ -194,7 +207,11 @@ pub fn size(kind: Kind, plan: &Plan) -> (u32, u32) {
         )
     };
     match kind {
-        Kind::Loss => grid(plan.facets().len(), 3),
+        Kind::Loss => {
+            let (w, h) = grid(plan.facets().len(), 3);
+            let entries = plan.series_labels().len() as u32 + 8;
+            (w, h.max(TITLE_H + 40 + 18 * entries))
+        }
         Kind::Weights => {
             let (w, h) = grid(plan.layers().len() * 2, 2);
             (w, h.max(legend_height(plan)))
@@ -432,6 +449,13 @@ where
         return Ok(());
     }
     if band && pts.iter().any(|p| p.2.is_some()) {
+        // On a log axis (a floor above f64::MIN) the lower edge stops at a tenth of
+        // the mean: a std larger than the mean would reach zero, off the axis.
+        let log = floor > f64::MIN;
+        let lower = |m: f64, sd: f64| {
+            let l = m - sd;
+            if log { l.max(m / 10.0) } else { l }
+        };
         let mut poly: Vec<(f64, f64)> = pts
             .iter()
             .map(|&(x, m, sd)| (f64::from(x), (m + sd.unwrap_or(0.0)).max(floor)))
@@ -439,7 +463,7 @@ where
         poly.extend(
             pts.iter()
                 .rev()
-                .map(|&(x, m, sd)| (f64::from(x), (m - sd.unwrap_or(0.0)).max(floor))),
+                .map(|&(x, m, sd)| (f64::from(x), lower(m, sd.unwrap_or(0.0)).max(floor))),
         );
         chart
             .draw_series(std::iter::once(Polygon::new(poly, c.mix(0.18).filled())))
@@ -515,7 +539,8 @@ where
 /// A tick label: plain for ordinary magnitudes, else in e-notation.
 pub fn number(y: f64) -> String {
     let a = y.abs();
-    if y == 0.0 {
+    // A tick a rounding error away from zero is zero.
+    if a < 1e-12 {
         "0".into()
     } else if !(1e-2..1e4).contains(&a) {
         format!("{y:.0e}")
@@ -647,7 +672,11 @@ fn loss<DB: DrawingBackend>(
         Entry::other(EntryKind::Heading, BLACK, ""),
         Entry::other(EntryKind::Line, BLACK, "train loss"),
         Entry::other(EntryKind::Dashed, BLACK, "validation loss"),
-        Entry::other(EntryKind::Box, RGBColor(200, 200, 200), "± std over seeds"),
+        Entry::other(
+            EntryKind::Box,
+            RGBColor(200, 200, 200),
+            "± std over seeds (log axis: ≥ mean/10)",
+        ),
         Entry::other(
             EntryKind::Cross,
             BLACK,
@@ -717,7 +746,14 @@ fn weights<DB: DrawingBackend>(
                 .map_err(e)?;
             for (ci, c) in plan.study.configs.iter().enumerate() {
                 if let Some(l) = c.layers.get(li) {
-                    draw_series(&mut chart, pick(l), colour(ci), false, f64::MIN, true)?;
+                    draw_series(
+                        &mut chart,
+                        pick(l),
+                        colour(ci),
+                        second_cycle(ci),
+                        f64::MIN,
+                        true,
+                    )?;
                 }
             }
         }
@@ -770,7 +806,14 @@ fn gradients<DB: DrawingBackend>(
             .map_err(e)?;
         for (ci, c) in plan.study.configs.iter().enumerate() {
             let Some(l) = c.layers.get(li) else { continue };
-            draw_series(&mut chart, &l.grad_norm, colour(ci), false, lo, true)?;
+            draw_series(
+                &mut chart,
+                &l.grad_norm,
+                colour(ci),
+                second_cycle(ci),
+                lo,
+                false,
+            )?;
             for d in &c.diverged {
                 // The layer's last finite gradient norm in the diverged trial's epochs
                 // is averaged into the line; mark where the trial ended.
@@ -793,7 +836,6 @@ fn gradients<DB: DrawingBackend>(
     }
     let mut entries = plan.config_legend();
     entries.extend([
-        Entry::other(EntryKind::Box, RGBColor(200, 200, 200), "± std over seeds"),
         Entry::other(
             EntryKind::Cross,
             BLACK,
