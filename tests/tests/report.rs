@@ -315,3 +315,88 @@ fn chromium_renders(page: &Path, tmp: &Path) {
         chromium.display()
     );
 }
+
+/// `sweep demo --keep DIR --report FILE`: the database stays, with the commands that
+/// open it again, and the report is written; with `--coordinator` it uses that one.
+#[test]
+fn the_demo_keeps_its_database_writes_its_report_and_honours_coordinator() {
+    let tmp = TempDir::new("report-demo");
+    let keep = tmp.0.join("kept");
+    let page = tmp.0.join("demo.html");
+    let o = Command::new(binary("sweep"))
+        .args(["demo", "--workers", "1", "--device", "cpu", "--epochs", "2"])
+        .args(["--dataset", "synthetic:glyphs-tiny"])
+        .arg("--keep")
+        .arg(&keep)
+        .arg("--report")
+        .arg(&page)
+        .env_remove("GRADSWEEP_COORDINATOR")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .next()
+            .unwrap()
+            .starts_with("demo: starting its own coordinator"),
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let db = std::fs::canonicalize(&keep).unwrap().join("db");
+    assert!(db.is_dir(), "the kept database is gone");
+    assert!(
+        out.contains(&format!(" --db {} --listen 127.0.0.1:7070 &", db.display())),
+        "{out}"
+    );
+    assert!(out.contains("table 1 --verdicts"), "{out}");
+    // The verdict grid: vanishing gradients with the stagnant loss beside it.
+    assert!(out.contains("VANISHING_GRADIENTS  STAGNANT_LOSS"), "{out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for s in SECTIONS {
+        assert!(
+            html.contains(&format!("<section id=\"{s}\">")),
+            "no section {s}"
+        );
+    }
+    // The kept database opens again and answers for the sweep.
+    let (_coordinator, addr) = coordinator(&db, "127.0.0.1:0", "10s");
+    let o = sweep(&addr, &["table", "1", "--verdicts"]);
+    assert!(o.status.success(), "{o:?}");
+
+    // With --coordinator: no coordinator of its own, the sweep lands on that one.
+    let _worker = worker(&addr, "demo-w", 2);
+    let o = Command::new(binary("sweep"))
+        .args([
+            "--coordinator",
+            &addr,
+            "demo",
+            "--workers",
+            "0",
+            "--epochs",
+            "1",
+        ])
+        .args(["--dataset", "synthetic:glyphs-tiny"])
+        .env_remove("GRADSWEEP_TOKEN")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .next()
+            .unwrap()
+            .starts_with(&format!("demo: using the coordinator at {addr}")),
+        "{err}"
+    );
+    let ls = String::from_utf8_lossy(&sweep(&addr, &["ls"]).stdout).into_owned();
+    assert!(ls.lines().any(|l| l.starts_with("2 ")), "{ls}");
+    let err = one_line_error(
+        &Command::new(binary("sweep"))
+            .args(["--coordinator", &addr, "demo", "--keep"])
+            .arg(&keep)
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("--keep"), "{err}");
+}
