@@ -256,26 +256,36 @@ fn verdict_list(name: &str, study: &Study, d: &Details) -> String {
         let _ = write!(out, "<p class=\"cmd\">criterion: {}</p>", esc(c));
     }
     out.push_str("<ul class=\"verdicts\">");
+    let mut clear: Vec<String> = Vec::new();
     for (ci, c) in study.configs.iter().enumerate() {
         let n = c.flagged.get(name).map_or(0, |f| f.0);
         let label = esc(&study.label(c, &all));
         if n == 0 {
-            let _ = write!(
-                out,
-                "<li><b>{label}</b>: <span class=\"ok\">not flagged</span> (0/{})</li>",
-                c.trials
-            );
-        } else {
-            let _ = write!(
-                out,
-                "<li><b>{label}</b>: <span class=\"flagged\">FLAGGED</span> {n}/{}",
-                c.trials
-            );
-            if let Some((v, seed, index)) = d.flagged.get(&(ci, name.to_owned())) {
-                let _ = write!(out, " — seed {seed} (trial {index}): {}", esc(&v.reason));
-            }
-            out.push_str("</li>");
+            clear.push(format!("{label} (0/{})", c.trials));
+            continue;
         }
+        let _ = write!(
+            out,
+            "<li><b>{label}</b>: <span class=\"flagged\">FLAGGED</span> {n}/{}",
+            c.trials
+        );
+        if let Some((v, seed, index)) = d.flagged.get(&(ci, name.to_owned())) {
+            let _ = write!(out, " — seed {seed} (trial {index}): {}", esc(&v.reason));
+        }
+        out.push_str("</li>");
+    }
+    if !clear.is_empty() {
+        let _ = write!(
+            out,
+            "<li><span class=\"ok\">not flagged</span> in {} {}: <small>{}</small></li>",
+            clear.len(),
+            if clear.len() == 1 {
+                "configuration"
+            } else {
+                "configurations"
+            },
+            clear.join("; ")
+        );
     }
     out.push_str("</ul>");
     out
