@@ -1,7 +1,9 @@
-//! `sweep demo`: a coordinator on a temporary database and N local workers (the binaries
-//! beside `sweep`), a built-in sweep that shows the assignment's findings, then the
-//! tables, the effects and every verdict per configuration with the numbers behind it;
-//! everything it started is stopped and the database removed, also on an error.
+//! `sweep demo`: a coordinator on a temporary database (or the one `--coordinator`
+//! names) and N local workers (the binaries beside `sweep`), a built-in sweep that shows
+//! the assignment's findings, then the tables, the effects and every verdict per
+//! configuration (vanishing gradients beside the stagnant loss) with the numbers behind
+//! it, and with `--report` its HTML report; everything it started is stopped and the
+//! database removed (kept with `--keep DIR`), also on an error.
 
 use crate::{CliError, Result};
 use gradsweep_proto::{GetTrialRequest, TrialState};
@@ -43,13 +45,35 @@ impl Drop for Proc {
     }
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
+/// The demo's directory: removed when dropped unless kept (`--keep`).
+struct TempDir(PathBuf, bool);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
+}
+
+/// What `sweep demo` is asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Local worker processes to start.
+    pub workers: usize,
+    /// Where they train.
+    pub device: String,
+    /// The built-in sweep's dataset.
+    pub dataset: String,
+    /// Epochs per trial.
+    pub epochs: u32,
+    /// Keep the database in this directory (and say how to open it again).
+    pub keep: Option<PathBuf>,
+    /// Write the demo sweep's HTML report here.
+    pub report: Option<PathBuf>,
+    /// Use this coordinator (given on the command line) instead of starting one, with
+    /// its `--ca` and `--token-file`.
+    pub coordinator: Option<(String, Option<PathBuf>, Option<PathBuf>)>,
 }
 
 /// A binary beside the running `sweep`.
@@ -131,9 +155,10 @@ async fn verdicts(client: &mut crate::Client, id: u64) -> Result<String> {
             }
         }
     }
-    // The columns: vanishing gradients first (the finding the demo is about), then the
-    // rest in the order the workers report them.
-    let mut names: Vec<String> = vec!["vanishing_gradients".into()];
+    // The columns: vanishing gradients first (the finding the demo is about) with the
+    // stagnant loss beside it (the symptom in the loss), then the rest in the order the
+    // workers report them.
+    let mut names: Vec<String> = vec!["vanishing_gradients".into(), "stagnant_loss".into()];
     for c in configs.values() {
         for (n, _) in &c.flagged {
             if !names.contains(n) {
@@ -144,7 +169,8 @@ async fn verdicts(client: &mut crate::Client, id: u64) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nVanishing gradients and the other verdicts per configuration (flagged seeds / seeds):\n"
+        "\nVanishing gradients beside the stagnant loss, and the other verdicts, per \
+         configuration (flagged seeds / seeds):\n"
     );
     let mut header: Vec<String> = vec!["CONFIGURATION".into()];
     header.extend(names.iter().map(|n| n.to_uppercase()));
@@ -200,50 +226,112 @@ async fn verdicts(client: &mut crate::Client, id: u64) -> Result<String> {
     Ok(out)
 }
 
-/// Runs the demo with `workers` local workers on `device`; returns what to print last
-/// (progress goes to the terminal as it happens).
-pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Result<String> {
-    let coordinator_bin = sibling("coordinator")?;
+/// Runs the demo; returns what to print last (progress goes to stderr as it happens,
+/// its first line saying which coordinator it uses).
+pub async fn run(o: Options) -> Result<String> {
+    if o.keep.is_some() && o.coordinator.is_some() {
+        return Err(CliError(
+            "--keep keeps the database of the coordinator the demo starts; with \
+             --coordinator the database is that coordinator's"
+                .into(),
+        ));
+    }
+    if let Some(path) = &o.report {
+        crate::report::check_out(path)?;
+    }
     let worker_bin = sibling("worker")?;
-    let dir = TempDir(std::env::temp_dir().join(format!("gradsweep-demo-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
+    let dir_path = match &o.keep {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .map_err(|e| CliError(format!("--keep {}: cannot create it: {e}", d.display())))?;
+            std::fs::canonicalize(d)
+                .map_err(|e| CliError(format!("--keep {}: {e}", d.display())))?
+        }
+        None => std::env::temp_dir().join(format!("gradsweep-demo-{}", std::process::id())),
+    };
+    let dir = TempDir(dir_path, o.keep.is_some());
+    if o.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir.0);
+    }
     std::fs::create_dir_all(&dir.0)
         .map_err(|e| CliError(format!("cannot create {}: {e}", dir.0.display())))?;
-    let mut child = Command::new(&coordinator_bin)
-        .args(["--listen", "127.0.0.1:0", "--lease-ttl", "10s"])
-        .arg("--db")
-        .arg(dir.0.join("db"))
-        // Its warnings and errors only: the demo prints its own progress.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| CliError(format!("cannot start {}: {e}", coordinator_bin.display())))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let _coordinator = Proc(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(|e| CliError(format!("coordinator: {e}")))?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| CliError(format!("the coordinator did not start: {:?}", line.trim())))?
-        .to_owned();
-    crate::note(&format!(
-        "demo: coordinator on {addr} (database {})",
-        dir.0.display()
-    ));
-
+    let db = dir.0.join("db");
+    let mut _coordinator = None;
+    let (url, mut client) = match &o.coordinator {
+        Some((addr, ca, token)) => {
+            crate::note(&format!(
+                "demo: using the coordinator at {addr} (--coordinator); {} local worker(s) \
+                 join it",
+                o.workers
+            ));
+            let client = crate::connect_with(addr, ca.as_deref(), token.as_deref()).await?;
+            (client.addr.clone(), client)
+        }
+        None => {
+            crate::note(&format!(
+                "demo: starting its own coordinator on {} database {} and {} local \
+                 worker(s) (--coordinator URL uses yours instead)",
+                if o.keep.is_some() {
+                    "the kept"
+                } else {
+                    "a temporary"
+                },
+                db.display(),
+                o.workers.max(1)
+            ));
+            let coordinator_bin = sibling("coordinator")?;
+            let mut child = Command::new(&coordinator_bin)
+                .args(["--listen", "127.0.0.1:0", "--lease-ttl", "10s"])
+                .arg("--db")
+                .arg(&db)
+                // Its warnings and errors only: the demo prints its own progress.
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| {
+                    CliError(format!("cannot start {}: {e}", coordinator_bin.display()))
+                })?;
+            let stdout = child.stdout.take().expect("piped stdout");
+            _coordinator = Some(Proc(child));
+            let mut line = String::new();
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .map_err(|e| CliError(format!("coordinator: {e}")))?;
+            let addr = line
+                .trim()
+                .strip_prefix("listening on ")
+                .ok_or_else(|| {
+                    CliError(format!("the coordinator did not start: {:?}", line.trim()))
+                })?
+                .to_owned();
+            crate::note(&format!("demo: coordinator on {addr}"));
+            let client = crate::connect(&addr).await?;
+            (format!("http://{addr}"), client)
+        }
+    };
+    // With its own coordinator the demo needs at least one worker; on yours, --workers 0
+    // leaves the training to the workers it already has.
+    let workers = if o.coordinator.is_some() {
+        o.workers
+    } else {
+        o.workers.max(1)
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = (cores / workers.max(1)).max(1).to_string();
+    let ca = o.coordinator.as_ref().and_then(|(_, ca, _)| ca.clone());
     let mut procs = Vec::new();
-    for i in 0..workers.max(1) {
-        let child = Command::new(&worker_bin)
-            .args(["serve", "--device", device, "--threads", &threads])
+    for i in 0..workers {
+        let mut command = Command::new(&worker_bin);
+        command
+            .args(["serve", "--device", &o.device, "--threads", &threads])
             .args(["--name", &format!("demo-{i}")])
             .arg("--coordinator")
-            .arg(format!("http://{addr}"))
+            .arg(&url);
+        if let Some(ca) = &ca {
+            command.arg("--ca").arg(ca);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -251,13 +339,13 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
         procs.push(Proc(child));
     }
     crate::note(&format!(
-        "demo: {} worker(s) on {device}, {threads} thread(s) each",
-        procs.len()
+        "demo: {} worker(s) on {}, {threads} thread(s) each",
+        procs.len(),
+        o.device
     ));
 
-    let mut client = crate::connect(&addr).await?;
     let spec_path = dir.0.join("demo.toml");
-    std::fs::write(&spec_path, spec(dataset, epochs))
+    std::fs::write(&spec_path, spec(&o.dataset, o.epochs))
         .map_err(|e| CliError(format!("cannot write {}: {e}", spec_path.display())))?;
     let (submitted, id) = crate::submit(&mut client, &spec_path).await?;
     crate::note(&format!("demo: {}", submitted.trim_end()));
@@ -288,10 +376,40 @@ pub async fn run(workers: usize, device: &str, dataset: &str, epochs: u32) -> Re
     ));
 
     out.push_str(&verdicts(&mut client, id).await?);
-    let _ = writeln!(
-        out,
-        "\nThe coordinator and workers are stopped; `sweep table`, `sweep trial` and the \
-         rest work the same on a real coordinator."
-    );
+    if let Some(path) = &o.report {
+        let line = crate::report::report(&mut client, id, path).await?;
+        let _ = write!(out, "\n{line}");
+    }
+    if o.coordinator.is_some() {
+        let _ = writeln!(
+            out,
+            "\nThe demo's workers are stopped; sweep {id} stays on the coordinator at {url} \
+             (`sweep table {id}`, `sweep report {id} --out report.html`)."
+        );
+    } else if o.keep.is_some() {
+        let exe = |name: &str| {
+            sibling(name)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| name.to_owned())
+        };
+        let _ = writeln!(
+            out,
+            "\nThe coordinator and workers are stopped; the database is kept in {db}. To \
+             open it again and query sweep {id}:\n\n  {} --db {db} --listen 127.0.0.1:7070 &\n  \
+             {} --coordinator http://127.0.0.1:7070 table {id} --verdicts\n  \
+             {} --coordinator http://127.0.0.1:7070 report {id} --out report.html",
+            exe("coordinator"),
+            exe("sweep"),
+            exe("sweep"),
+            db = db.display()
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nThe coordinator and workers are stopped and the database removed (--keep DIR \
+             keeps it); `sweep table`, `sweep trial` and the rest work the same on a real \
+             coordinator."
+        );
+    }
     Ok(out)
 }

@@ -10,11 +10,15 @@
 //! - [`export`]: `sweep trials` and `sweep export`, streamed row by row (CSV, JSON lines).
 //! - [`json`]: `--format json` of `sweep ls`, `sweep status` and `sweep trial`.
 //! - [`trial_view`]: the one rendering of a trial's results (`sweep trial`, `worker train`).
+//! - [`plot`] and [`report`]: `sweep plot` (five figures, SVG or PNG) and `sweep report`
+//!   (one self-contained HTML page).
 
 pub mod demo;
 pub mod export;
 pub mod json;
+pub mod plot;
 pub mod render;
+pub mod report;
 pub mod trial_view;
 pub mod watch;
 

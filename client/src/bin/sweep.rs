@@ -168,8 +168,12 @@ enum Command {
     /// seeds), then the tables, each axis's effect and the vanishing-gradient verdicts.
     ///
     /// Everything it starts is stopped at the end. It needs the `coordinator` and
-    /// `worker` binaries beside `sweep` (cargo build --release --workspace).
-    #[command(after_help = "Examples:\n  sweep demo\n  sweep demo --workers 2 --device cpu")]
+    /// `worker` binaries beside `sweep` (cargo build --release --workspace). Given
+    /// --coordinator on the command line, it runs the sweep there (its local workers
+    /// join that coordinator; --workers 0 starts none) instead of starting its own.
+    #[command(
+        after_help = "Examples:\n  sweep demo\n  sweep demo --workers 2 --device cpu\n  sweep demo --keep demo-db --report demo.html\n  sweep --coordinator http://127.0.0.1:7070 demo --workers 1"
+    )]
     Demo {
         /// Local worker processes to start.
         #[arg(long, default_value_t = 2)]
@@ -183,6 +187,53 @@ enum Command {
         /// Epochs per trial.
         #[arg(long, default_value_t = 8)]
         epochs: u32,
+        /// Keep the database in DIR (DIR/db) and print the commands that open it again.
+        #[arg(long, value_name = "DIR")]
+        keep: Option<PathBuf>,
+        /// Write the demo sweep's HTML report (as `sweep report`) to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Draw a sweep's figures: five files (SVG or PNG) in --out, from every succeeded
+    /// and diverged trial, aggregated per configuration (mean ± std over seeds).
+    ///
+    /// 1-loss: train and validation loss per epoch, one panel per value of the --by
+    /// axes; 2-weight-stats: each layer's weight mean and std per epoch;
+    /// 3-gradient-norms: each layer's gradient norm per epoch (log axis: a vanishing
+    /// layer sits far below); 4-weight-change: each layer's change since its initial
+    /// weights and its update ratio in the first and last epoch (log axis);
+    /// 5-accuracy: test accuracy per configuration, and train vs test per regulariser.
+    /// A diverged trial's lines end at its last finite epoch, marked ×.
+    #[command(
+        after_help = "Examples:\n  sweep plot 1 --out figs\n  sweep plot 1 --out figs --by activation,batchnorm --format png"
+    )]
+    Plot {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// The directory to write the figures into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Axes whose values get a panel each in the loss figure [default: activation
+        /// when the sweep varies it, else its first axis].
+        #[arg(long, value_delimiter = ',')]
+        by: Vec<String>,
+        /// svg or png.
+        #[arg(long, default_value = "svg")]
+        format: cli::plot::ImageFormat,
+    },
+    /// Write a sweep's report: one self-contained HTML page (inline SVG figures, no
+    /// network) walking the study — activations, vanishing gradients three ways with
+    /// each verdict beside its figure, remedies, regularisers, the gradient check per
+    /// layer, the spec, the dataset fingerprint and the software version.
+    #[command(after_help = "Example:\n  sweep report 1 --out report.html")]
+    Report {
+        /// The sweep id (see `sweep ls`).
+        #[arg(value_parser = cli::parse_sweep_id)]
+        id: u64,
+        /// The HTML file to write (written whole, through a temporary file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// One trial: its state, attempts and their history, config, per-epoch metrics,
     /// layer diagnostics, verdicts and gradient check.
@@ -286,15 +337,32 @@ fn json_format(format: &str) -> Result<bool, CliError> {
     }
 }
 
-async fn run(args: Args) -> Result<String, CliError> {
+async fn run(args: Args, coordinator_given: bool) -> Result<String, CliError> {
     if let Command::Demo {
         workers,
         device,
         dataset,
         epochs,
+        keep,
+        report,
     } = &args.command
     {
-        return cli::demo::run(*workers, device, dataset, *epochs).await;
+        return cli::demo::run(cli::demo::Options {
+            workers: *workers,
+            device: device.clone(),
+            dataset: dataset.clone(),
+            epochs: *epochs,
+            keep: keep.clone(),
+            report: report.clone(),
+            coordinator: coordinator_given.then(|| {
+                (
+                    args.coordinator.clone(),
+                    args.ca.clone(),
+                    args.token_file.clone(),
+                )
+            }),
+        })
+        .await;
     }
     let mut client = cli::connect_with(
         &args.coordinator,
@@ -423,14 +491,30 @@ async fn run(args: Args) -> Result<String, CliError> {
             )
             .await
         }
+        Command::Plot {
+            id,
+            out,
+            by,
+            format,
+        } => cli::plot::plot(&mut client, id, &out, &by, format).await,
+        Command::Report { id, out } => cli::report::report(&mut client, id, &out).await,
         Command::Demo { .. } => unreachable!("handled above"),
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(args).await {
+    // Whether --coordinator was given on the command line (`sweep demo` then uses that
+    // coordinator instead of starting its own).
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let coordinator_given = std::iter::once(&matches)
+        .chain(matches.subcommand().map(|(_, m)| m))
+        .any(|m| m.value_source("coordinator") == Some(clap::parser::ValueSource::CommandLine));
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    match run(args, coordinator_given).await {
         // A reader that went away (`sweep ls | head -1`) ends the output quietly.
         Ok(out) => match cli::print(&out) {
             Ok(()) => ExitCode::SUCCESS,
