@@ -10,6 +10,8 @@
 //! - [`cuda`]: the CUDA implementation (`f32`): our own kernels (`cuda/kernels/*.cu`,
 //!   compiled at run time with NVRTC) and cuBLAS, through `cudarc`. Always compiled;
 //!   whether it can run is decided at run time by [`cuda::available`].
+//! - [`shape`]: every op's buffer-length checks, called by every backend before it
+//!   touches a buffer (the CUDA launchers' safety rests on them).
 //! - [`gradcheck`]: the numerical gradient checker (central differences, PyTorch
 //!   `gradcheck` tolerances).
 //! - [`Activation`], [`dropout_keep`]: definitions shared by every backend, so that
@@ -25,6 +27,7 @@ pub mod error;
 pub mod float;
 pub mod gradcheck;
 pub mod rng;
+pub mod shape;
 
 pub use activation::Activation;
 pub use backend::{Backend, BatchNormBuffers, BatchNormMode, Transpose};

@@ -11,7 +11,10 @@
 //! - `compile.rs`: NVRTC. Each `kernels/*.cu` file is compiled once per process and
 //!   architecture to a CUBIN behind a generated prelude of shared constants;
 //!   [`compile_all`] does only that, so it runs without a GPU.
-//! - `launch.rs`: launch shapes, element-count limits, the loaded [`cudarc`] functions.
+//! - `table.rs`: the one list of kernels (file → kernel names), from which both the
+//!   compile step's sources and the loaded-function table are generated, and the
+//!   constants kernels and launchers share.
+//! - `launch.rs`: launch shapes, element-count limits, loading the [`cudarc`] functions.
 //! - one launcher file per op family, as in `cpu/`: `elementwise.rs`, `norm.rs`,
 //!   `loss.rs`, `optim.rs`, `reduce.rs`; and `matmul.rs`, whose `column_major` is the
 //!   one place where our row-major product becomes cuBLAS's column-major one.
@@ -55,16 +58,17 @@ mod matmul;
 mod norm;
 mod optim;
 mod reduce;
+mod table;
 
 pub use compile::{CompiledKernel, compile_all, nvrtc_version};
 
-use crate::error::check_len;
 use crate::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
-use launch::{Kernels, PARTIAL_BLOCKS, driver};
+use launch::{Kernels, driver};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use table::PARTIAL_BLOCKS;
 
 /// Fails with [`Error::Unavailable`] unless the CUDA driver library can be loaded.
 fn require_driver() -> Result<()> {
@@ -365,7 +369,7 @@ impl CudaBackend {
         dst: &mut CudaSlice<T>,
         host: &[T],
     ) -> Result<()> {
-        check_len(op, "dst", dst.len(), host.len())?;
+        crate::shape::write(op, dst.len(), host.len())?;
         if host.is_empty() {
             return Ok(());
         }

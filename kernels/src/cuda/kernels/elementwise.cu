@@ -8,24 +8,26 @@
 // f(x), as `Activation::forward` in kernels/src/activation.rs.
 __device__ __forceinline__ float act_forward(int act, float x, float slope) {
     switch (act) {
+    case ACT_IDENTITY: return x;
     case ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
     case ACT_TANH: return tanhf(x);
     case ACT_RELU: return x > 0.0f ? x : 0.0f;
     case ACT_LEAKY_RELU: return x > 0.0f ? x : x * slope;
     case ACT_ELU: return x > 0.0f ? x : expf(x) - 1.0f;
-    default: return x;
+    default: __trap(); return x; // an unknown code is a launcher bug: stop, never guess
     }
 }
 
 // f'(x) from y = f(x), as `Activation::derivative_from_output`.
 __device__ __forceinline__ float act_derivative(int act, float y, float slope) {
     switch (act) {
+    case ACT_IDENTITY: return 1.0f;
     case ACT_SIGMOID: return y * (1.0f - y);
     case ACT_TANH: return 1.0f - y * y;
     case ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
     case ACT_LEAKY_RELU: return y > 0.0f ? 1.0f : slope;
     case ACT_ELU: return y > 0.0f ? 1.0f : y + 1.0f;
-    default: return 1.0f;
+    default: __trap(); return 1.0f; // an unknown code is a launcher bug: stop, never guess
     }
 }
 
