@@ -5,6 +5,8 @@
 //! - [`backend`]: the contract every device implements — buffers, matrix multiply,
 //!   fused bias + activation, batch norm, dropout, softmax cross-entropy, optimiser
 //!   updates and the reductions the diagnostics need.
+//! - [`packed`]: [`PackedBackend`], the same ops over a group of trials trained in
+//!   lockstep (a leading group dimension, per-trial parameters and masks).
 //! - [`cpu`]: the CPU implementation, generic over [`Float`] (`f32` for training,
 //!   `f64` for gradient checking); matrix multiply through the `gemm` crate.
 //! - [`cuda`]: the CUDA implementation (`f32`): our own kernels (`cuda/kernels/*.cu`,
@@ -26,6 +28,7 @@ pub mod cuda;
 pub mod error;
 pub mod float;
 pub mod gradcheck;
+pub mod packed;
 pub mod rng;
 pub mod shape;
 
@@ -35,4 +38,5 @@ pub use cpu::CpuBackend;
 pub use cuda::CudaBackend;
 pub use error::{Error, Result};
 pub use float::Float;
+pub use packed::{AdamHyper, PackedBackend, PackedBatchNorm, SgdHyper};
 pub use rng::dropout_keep;

@@ -253,6 +253,336 @@ pub fn dead_columns(x: usize, rows: usize, cols: usize) -> Result<()> {
     check_len(op, "x", x, product(op, rows, cols)?)
 }
 
+// Packed ops (`crate::packed`): each trial's blocks are checked as the single op's
+// buffers, and every packed buffer must hold the last trial's block.
+
+/// `groups` blocks of `per` elements, `stride` apart, in a buffer of `len`: the last
+/// block is there, and blocks do not overlap (`shared`: a read-only input may give every
+/// trial the same block, stride 0).
+fn blocks(
+    op: &'static str,
+    name: &'static str,
+    len: usize,
+    stride: usize,
+    per: usize,
+    groups: usize,
+    shared: bool,
+) -> Result<()> {
+    if groups == 0 || per == 0 {
+        return Ok(());
+    }
+    if stride < per && !(shared && stride == 0) {
+        return Err(Error::Device(format!(
+            "{op}: the blocks of `{name}` ({per} elements, {stride} apart) overlap"
+        )));
+    }
+    let needed = (groups - 1)
+        .checked_mul(stride)
+        .and_then(|s| s.checked_add(per))
+        .ok_or_else(|| Error::Device(format!("{op}: `{name}` of {groups} blocks overflows")))?;
+    check_len(op, name, len, needed)
+}
+
+/// One value of `name` per trial.
+fn per_trial(op: &'static str, name: &'static str, len: usize, groups: usize) -> Result<()> {
+    if len != groups {
+        return Err(Error::Device(format!(
+            "{op}: {len} values of `{name}` for {groups} trials"
+        )));
+    }
+    Ok(())
+}
+
+/// Every `(name, len)` packed buffer holds `groups` blocks of `per`, `stride` apart.
+fn all_blocks(
+    op: &'static str,
+    buffers: &[(&'static str, usize)],
+    stride: usize,
+    per: usize,
+    groups: usize,
+) -> Result<()> {
+    for &(name, len) in buffers {
+        blocks(op, name, len, stride, per, groups, false)?;
+    }
+    Ok(())
+}
+
+/// `gather_batch_packed`: the single op's checks per trial (`order_stride` may be 0).
+#[allow(clippy::too_many_arguments)]
+pub fn gather_batch_packed(
+    images: usize,
+    samples: usize,
+    orders: usize,
+    order_stride: usize,
+    start: usize,
+    rows: usize,
+    features: usize,
+    scale: usize,
+    shift: usize,
+    channels: usize,
+    x: (usize, usize),
+    y: (usize, usize),
+    groups: usize,
+) -> Result<()> {
+    let op = "gather_batch_packed";
+    let per_x = product(op, rows, features)?;
+    gather_batch(
+        images,
+        samples,
+        usize::MAX,
+        start,
+        rows,
+        features,
+        scale,
+        shift,
+        channels,
+        per_x,
+        rows,
+    )?;
+    let end = start + rows;
+    blocks(op, "orders", orders, order_stride, end, groups, true)?;
+    blocks(op, "x", x.0, x.1, per_x, groups, false)?;
+    blocks(op, "y", y.0, y.1, rows, groups, false)
+}
+
+/// `matmul_batched`: `(len, stride)` of `a`, `b`, `c`; `a` and `b` may be shared.
+pub fn matmul_batched(
+    a: (usize, usize),
+    b: (usize, usize),
+    c: (usize, usize),
+    m: usize,
+    n: usize,
+    k: usize,
+    groups: usize,
+) -> Result<()> {
+    let op = "matmul_batched";
+    blocks(op, "a", a.0, a.1, product(op, m, k)?, groups, true)?;
+    blocks(op, "b", b.0, b.1, product(op, k, n)?, groups, true)?;
+    blocks(op, "c", c.0, c.1, product(op, m, n)?, groups, false)
+}
+
+/// `bias_act_packed`: `x` blocks of `rows × cols`, bias blocks of `cols`, one activation
+/// and one switch per trial.
+pub fn bias_act_packed(
+    x: usize,
+    stride: usize,
+    bias: Option<usize>,
+    acts: usize,
+    on: usize,
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    let op = "bias_act_packed";
+    per_trial(op, "acts", acts, on)?;
+    blocks(op, "x", x, stride, product(op, rows, cols)?, on, false)?;
+    match bias {
+        Some(b) => blocks(op, "bias", b, cols, cols, on, false),
+        None => Ok(()),
+    }
+}
+
+/// `act_backward_packed`: `y` and `grad` blocks of `len`.
+pub fn act_backward_packed(
+    y: usize,
+    grad: usize,
+    stride: usize,
+    acts: usize,
+    on: usize,
+    len: usize,
+) -> Result<()> {
+    let op = "act_backward_packed";
+    per_trial(op, "acts", acts, on)?;
+    all_blocks(op, &[("y", y), ("grad", grad)], stride, len, on)
+}
+
+/// `sum_rows_packed`: `x` blocks of `rows × cols`, `out` blocks of `cols`.
+pub fn sum_rows_packed(
+    x: usize,
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    out: usize,
+    groups: usize,
+) -> Result<()> {
+    let op = "sum_rows_packed";
+    blocks(op, "x", x, stride, product(op, rows, cols)?, groups, false)?;
+    blocks(op, "out", out, cols, cols, groups, false)
+}
+
+/// `batchnorm_forward_packed`: `x`, `y`, x̂ blocks of `rows × cols`; the per-feature
+/// buffers blocks of `cols`.
+pub fn batchnorm_forward_packed(
+    x: usize,
+    y: usize,
+    stride: usize,
+    bn: BatchNormLens,
+    rows: usize,
+    cols: usize,
+    on: usize,
+) -> Result<()> {
+    let op = "batchnorm_forward_packed";
+    let n = product(op, rows, cols)?;
+    all_blocks(op, &[("x", x), ("y", y), ("xhat", bn.xhat)], stride, n, on)?;
+    all_blocks(
+        op,
+        &[
+            ("gamma", bn.gamma),
+            ("beta", bn.beta),
+            ("running_mean", bn.running_mean),
+            ("running_var", bn.running_var),
+            ("invstd", bn.invstd),
+        ],
+        cols,
+        cols,
+        on,
+    )
+}
+
+/// `batchnorm_backward_packed`: `dy`, x̂, `dx` blocks of `rows × cols`; γ, invstd, dγ,
+/// dβ blocks of `cols`.
+#[allow(clippy::too_many_arguments)]
+pub fn batchnorm_backward_packed(
+    dy: usize,
+    xhat: usize,
+    dx: usize,
+    stride: usize,
+    gamma: usize,
+    invstd: usize,
+    dgamma: usize,
+    dbeta: usize,
+    rows: usize,
+    cols: usize,
+    on: usize,
+) -> Result<()> {
+    let op = "batchnorm_backward_packed";
+    let n = product(op, rows, cols)?;
+    all_blocks(op, &[("dy", dy), ("xhat", xhat), ("dx", dx)], stride, n, on)?;
+    all_blocks(
+        op,
+        &[
+            ("gamma", gamma),
+            ("invstd", invstd),
+            ("dgamma", dgamma),
+            ("dbeta", dbeta),
+        ],
+        cols,
+        cols,
+        on,
+    )
+}
+
+/// `dropout_mask_packed`: `mask` blocks of `len`, one probability and key per trial.
+pub fn dropout_mask_packed(
+    mask: usize,
+    stride: usize,
+    len: usize,
+    p: usize,
+    keys: usize,
+    on: usize,
+) -> Result<()> {
+    let op = "dropout_mask_packed";
+    per_trial(op, "p", p, on)?;
+    per_trial(op, "keys", keys, on)?;
+    blocks(op, "mask", mask, stride, len, on, false)
+}
+
+/// `mul_packed`, `mul_assign_packed`, `copy_packed` (`op`): every buffer in blocks of
+/// `len`.
+pub fn elementwise_packed(
+    op: &'static str,
+    buffers: &[(&'static str, usize)],
+    stride: usize,
+    len: usize,
+    on: usize,
+) -> Result<()> {
+    all_blocks(op, buffers, stride, len, on)
+}
+
+/// `softmax_xent_packed`: `logits` (and `dlogits`) blocks of `rows × cols`, `labels`
+/// blocks of `rows` (may be shared), `acc` blocks of 2.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_xent_packed(
+    logits: usize,
+    logits_stride: usize,
+    labels: usize,
+    labels_stride: usize,
+    rows: usize,
+    cols: usize,
+    dlogits: Option<usize>,
+    acc: usize,
+    groups: usize,
+) -> Result<()> {
+    let op = "softmax_xent_packed";
+    let n = product(op, rows, cols)?;
+    blocks(op, "logits", logits, logits_stride, n, groups, false)?;
+    blocks(op, "labels", labels, labels_stride, rows, groups, true)?;
+    blocks(op, "acc", acc, 2, 2, groups, false)?;
+    match dlogits {
+        Some(d) => blocks(op, "dlogits", d, logits_stride, n, groups, false),
+        None => Ok(()),
+    }
+}
+
+/// `penalty_grad_packed`: `w` and `g` blocks of `len`, `l1` and `l2` per trial.
+pub fn penalty_grad_packed(
+    w: usize,
+    g: usize,
+    stride: usize,
+    len: usize,
+    l1: usize,
+    l2: usize,
+    on: usize,
+) -> Result<()> {
+    let op = "penalty_grad_packed";
+    per_trial(op, "l1", l1, on)?;
+    per_trial(op, "l2", l2, on)?;
+    all_blocks(op, &[("w", w), ("g", g)], stride, len, on)
+}
+
+/// `sgd_step_packed` and `adam_step_packed` (`op`): every buffer in blocks of `len`, the
+/// hyper-parameters per trial.
+pub fn optimizer_packed(
+    op: &'static str,
+    buffers: &[(&'static str, usize)],
+    stride: usize,
+    len: usize,
+    hyper: usize,
+    on: usize,
+) -> Result<()> {
+    per_trial(op, "hyper", hyper, on)?;
+    all_blocks(op, buffers, stride, len, on)
+}
+
+/// `grad_stats_packed`: `g` blocks of `len`, `acc` blocks of 2.
+pub fn grad_stats_packed(
+    g: usize,
+    stride: usize,
+    len: usize,
+    acc: usize,
+    groups: usize,
+) -> Result<()> {
+    let op = "grad_stats_packed";
+    blocks(op, "g", g, stride, len, groups, false)?;
+    blocks(op, "acc", acc, 2, 2, groups, false)
+}
+
+/// `moments_packed`, `sq_dist_packed`, `dead_columns_packed` (`op`): read-only blocks
+/// of `per` (`rows × cols` for dead columns).
+pub fn reduce_packed(
+    op: &'static str,
+    buffers: &[(&'static str, usize)],
+    stride: usize,
+    per: usize,
+    groups: usize,
+) -> Result<()> {
+    all_blocks(op, buffers, stride, per, groups)
+}
+
+/// `rows × cols` for a packed op's block, refusing an overflow.
+pub fn block(op: &'static str, rows: usize, cols: usize) -> Result<usize> {
+    product(op, rows, cols)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +612,24 @@ mod tests {
         assert!(matmul(0, 0, 0, usize::MAX, 2, 2).is_err());
         assert!(dead_columns(0, usize::MAX, 3).is_err());
         assert!(gather_batch(0, 0, 0, usize::MAX, 1, 1, 1, 1, 1, 0, 0).is_err());
+    }
+
+    #[test]
+    fn packed_blocks_must_hold_the_last_trial_and_not_overlap() {
+        // 3 trials of 2×2 blocks, 5 apart: the last block ends at 14.
+        assert!(matmul_batched((14, 5), (4, 0), (14, 5), 2, 2, 2, 3).is_ok());
+        let e = matmul_batched((13, 5), (4, 0), (14, 5), 2, 2, 2, 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "matmul_batched: buffer `a` holds 13 elements, the shape needs 14"
+        );
+        // A written buffer may not be shared.
+        let e = matmul_batched((14, 5), (4, 0), (4, 0), 2, 2, 2, 3).unwrap_err();
+        assert!(e.to_string().contains("overlap"), "{e}");
+        let e = bias_act_packed(8, 4, None, 1, 2, 2, 2).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bias_act_packed: 1 values of `acts` for 2 trials"
+        );
     }
 }

@@ -6,6 +6,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod packed;
 mod reduce;
 
 pub use matmul::PARALLEL_MIN_FLOPS;
@@ -39,6 +40,44 @@ impl<T: Float> CpuBackend<T> {
     /// The number of threads matrix multiplies may use.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// SGD on whole slices, split over the threads when large (each element's update
+    /// is independent: chunks give the same bits).
+    fn sgd_slices(&self, w: &mut [T], g: &[T], v: &mut [T], lr: f64, momentum: f64, wd: f64) {
+        if self.threads > 1 && w.len() >= PARALLEL_MIN_ELEMENTS {
+            w.par_chunks_mut(ELEMENT_CHUNK)
+                .zip(v.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g.par_chunks(ELEMENT_CHUNK))
+                .for_each(|((w, v), g)| optim::sgd(w, g, v, lr, momentum, wd));
+        } else {
+            optim::sgd(w, g, v, lr, momentum, wd);
+        }
+    }
+
+    /// Adam on whole slices, split over the threads when large.
+    #[allow(clippy::too_many_arguments)]
+    fn adam_slices(
+        &self,
+        w: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: &mut [T],
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        wd: f64,
+        step: u32,
+    ) {
+        if self.threads > 1 && w.len() >= PARALLEL_MIN_ELEMENTS {
+            w.par_chunks_mut(ELEMENT_CHUNK)
+                .zip(m.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(v.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g.par_chunks(ELEMENT_CHUNK))
+                .for_each(|(((w, m), v), g)| optim::adam(w, g, m, v, lr, betas, eps, wd, step));
+        } else {
+            optim::adam(w, g, m, v, lr, betas, eps, wd, step);
+        }
     }
 }
 
@@ -316,23 +355,14 @@ impl<T: Float> Backend for CpuBackend<T> {
         weight_decay: f64,
     ) -> Result<()> {
         shape::sgd_step(w.len(), g.len(), velocity.len(), len)?;
-        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
-            // Each element's update is independent: chunks give the same bits.
-            w[..len]
-                .par_chunks_mut(ELEMENT_CHUNK)
-                .zip(velocity[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
-                .for_each(|((w, v), g)| optim::sgd(w, g, v, lr, momentum, weight_decay));
-        } else {
-            optim::sgd(
-                &mut w[..len],
-                &g[..len],
-                &mut velocity[..len],
-                lr,
-                momentum,
-                weight_decay,
-            );
-        }
+        self.sgd_slices(
+            &mut w[..len],
+            &g[..len],
+            &mut velocity[..len],
+            lr,
+            momentum,
+            weight_decay,
+        );
         Ok(())
     }
 
@@ -350,28 +380,17 @@ impl<T: Float> Backend for CpuBackend<T> {
         step: u32,
     ) -> Result<()> {
         shape::adam_step(w.len(), g.len(), m.len(), v.len(), len)?;
-        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
-            w[..len]
-                .par_chunks_mut(ELEMENT_CHUNK)
-                .zip(m[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(v[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
-                .for_each(|(((w, m), v), g)| {
-                    optim::adam(w, g, m, v, lr, betas, eps, weight_decay, step)
-                });
-        } else {
-            optim::adam(
-                &mut w[..len],
-                &g[..len],
-                &mut m[..len],
-                &mut v[..len],
-                lr,
-                betas,
-                eps,
-                weight_decay,
-                step,
-            );
-        }
+        self.adam_slices(
+            &mut w[..len],
+            &g[..len],
+            &mut m[..len],
+            &mut v[..len],
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            step,
+        );
         Ok(())
     }
 

@@ -15,6 +15,9 @@
 //!   compile step's sources and the loaded-function table are generated, and the
 //!   constants kernels and launchers share.
 //! - `launch.rs`: launch shapes, element-count limits, loading the [`cudarc`] functions.
+//! - `packed.rs`: `impl PackedBackend for CudaBackend`: the packed ops, with the
+//!   per-trial parameter tables staged on the stream and `blockIdx.y` as the trial;
+//!   cuBLAS's strided batched GEMM for the products.
 //! - one launcher file per op family, as in `cpu/`: `elementwise.rs`, `norm.rs`,
 //!   `loss.rs`, `optim.rs`, `reduce.rs`; and `matmul.rs`, whose `column_major` is the
 //!   one place where our row-major product becomes cuBLAS's column-major one.
@@ -57,10 +60,12 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod packed;
 mod reduce;
 mod table;
 
 pub use compile::{CompiledKernel, compile_all, nvrtc_version};
+pub use packed::MAX_GROUP;
 
 use crate::{Error, Result};
 use cudarc::cublas::CudaBlas;
@@ -202,6 +207,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     scratch: Mutex<Scratch>,
+    /// The packed ops' per-trial tables, once `reserve_group` made them.
+    packed: Mutex<Option<packed::PackedScratch>>,
 }
 
 impl fmt::Debug for CudaBackend {
@@ -254,6 +261,7 @@ impl CudaBackend {
             stream,
             blas,
             scratch: Mutex::new(scratch),
+            packed: Mutex::new(None),
         })
     }
 
