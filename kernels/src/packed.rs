@@ -223,7 +223,7 @@ pub trait PackedBackend: Backend {
         on: &[bool],
     ) -> Result<()>;
 
-    /// [`Backend::softmax_xent`] per trial: `logits` (and `dlogits`) with
+    /// [`Backend::softmax_xent`] per trial that is on: `logits` (and `dlogits`) with
     /// `logits_stride`, `labels` with `labels_stride` (0: shared), `acc` with stride 2.
     fn softmax_xent_packed(
         &self,
@@ -235,7 +235,7 @@ pub trait PackedBackend: Backend {
         cols: usize,
         dlogits: Option<&mut Self::Buf>,
         acc: &mut Self::Buf,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()>;
 
     /// [`Backend::penalty_grad`] per trial, with `l1[g]` and `l2[g]`.
@@ -262,8 +262,8 @@ pub trait PackedBackend: Backend {
         on: &[bool],
     ) -> Result<()>;
 
-    /// [`Backend::adam_step`] per trial, with `hyper[g]`; `step` is every trial's (the
-    /// group steps in lockstep).
+    /// [`Backend::adam_step`] per trial, with `hyper[g]` at its own step `steps[g]`
+    /// (a trial may have skipped a step the others took).
     fn adam_step_packed(
         &self,
         w: &mut Self::Buf,
@@ -273,18 +273,18 @@ pub trait PackedBackend: Backend {
         stride: usize,
         len: usize,
         hyper: &[AdamHyper],
-        step: u32,
+        steps: &[u32],
         on: &[bool],
     ) -> Result<()>;
 
-    /// [`Backend::grad_stats`] per trial (`acc` with stride 2).
+    /// [`Backend::grad_stats`] per trial that is on (`acc` with stride 2).
     fn grad_stats_packed(
         &self,
         g: &Self::Buf,
         stride: usize,
         len: usize,
         acc: &mut Self::Buf,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()>;
 
     /// [`Backend::moments`] of each trial's block.

@@ -540,16 +540,20 @@ pub fn penalty_grad_packed(
 }
 
 /// `sgd_step_packed` and `adam_step_packed` (`op`): every buffer in blocks of `len`, the
-/// hyper-parameters per trial.
+/// hyper-parameters (and Adam's steps) per trial.
 pub fn optimizer_packed(
     op: &'static str,
     buffers: &[(&'static str, usize)],
     stride: usize,
     len: usize,
     hyper: usize,
+    steps: Option<usize>,
     on: usize,
 ) -> Result<()> {
     per_trial(op, "hyper", hyper, on)?;
+    if let Some(steps) = steps {
+        per_trial(op, "steps", steps, on)?;
+    }
     all_blocks(op, buffers, stride, len, on)
 }
 

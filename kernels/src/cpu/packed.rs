@@ -376,8 +376,9 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
         cols: usize,
         mut dlogits: Option<&mut Vec<T>>,
         acc: &mut Vec<T>,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()> {
+        let groups = on.len();
         shape::softmax_xent_packed(
             logits.len(),
             logits_stride,
@@ -390,7 +391,7 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
             groups,
         )?;
         let n = rows * cols;
-        for g in 0..groups {
+        for g in each_on(on) {
             loss::softmax_xent(
                 at(logits, g, logits_stride, n),
                 at(labels, g, labels_stride, rows),
@@ -443,6 +444,7 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
             stride,
             len,
             hyper.len(),
+            None,
             on.len(),
         )?;
         for t in each_on(on) {
@@ -468,7 +470,7 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
         stride: usize,
         len: usize,
         hyper: &[AdamHyper],
-        step: u32,
+        steps: &[u32],
         on: &[bool],
     ) -> Result<()> {
         shape::optimizer_packed(
@@ -482,6 +484,7 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
             stride,
             len,
             hyper.len(),
+            Some(steps.len()),
             on.len(),
         )?;
         for t in each_on(on) {
@@ -495,7 +498,7 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
                 h.betas,
                 h.eps,
                 h.weight_decay,
-                step,
+                steps[t],
             );
         }
         Ok(())
@@ -507,10 +510,10 @@ impl<T: Float> PackedBackend for CpuBackend<T> {
         stride: usize,
         len: usize,
         acc: &mut Vec<T>,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()> {
-        shape::grad_stats_packed(g.len(), stride, len, acc.len(), groups)?;
-        for t in 0..groups {
+        shape::grad_stats_packed(g.len(), stride, len, acc.len(), on.len())?;
+        for t in each_on(on) {
             reduce::grad_stats(at(g, t, stride, len), at_mut(acc, t, 2, 2));
         }
         Ok(())

@@ -734,9 +734,10 @@ impl PackedBackend for CudaBackend {
         cols: usize,
         dlogits: Option<&mut CudaSlice<f32>>,
         acc: &mut CudaSlice<f32>,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()> {
         let op = "softmax_xent_packed";
+        let groups = on.len();
         shape::softmax_xent_packed(
             logits.len(),
             logits_stride,
@@ -754,7 +755,10 @@ impl PackedBackend for CudaBackend {
         if rows == 0 || groups == 0 {
             return Ok(());
         }
-        drop(self.packed(op, groups)?);
+        let mut guard = self.packed(op, groups)?;
+        let packed = guard.as_mut().expect("checked by packed()");
+        self.stage(&mut packed.ints, groups, &switches(on))?;
+        let on_d = packed.ints.slice(groups..2 * groups);
         let (stride, labels_stride) = (wide(logits_stride), wide(labels_stride));
         let grid = grouped(one_block(), groups);
         let mut scratch = self.scratch();
@@ -771,9 +775,10 @@ impl PackedBackend for CudaBackend {
                     .arg(&rows32)
                     .arg(&cols32)
                     .arg(acc)
+                    .arg(&on_d)
                     .arg(&mut scratch.fault);
                 // SAFETY: softmax_xent_loss_packed(logits, stride, labels, labels_stride,
-                // rows, cols, acc, fault) in type and order; each trial's blocks checked
+                // rows, cols, acc, on, fault) in type and order; on holds `groups` ints; each trial's blocks checked
                 // by `shape::softmax_xent_packed`; labels range-checked on the device;
                 // one block of BLOCK threads per trial, as the reduction assumes.
                 unsafe { launch.launch(grid) }
@@ -794,9 +799,10 @@ impl PackedBackend for CudaBackend {
                     .arg(dlogits)
                     .arg(&inv_rows)
                     .arg(acc)
+                    .arg(&on_d)
                     .arg(&mut scratch.fault);
                 // SAFETY: softmax_xent_grad_packed(logits, stride, labels, labels_stride,
-                // rows, cols, dlogits, inv_rows, acc, fault) in type and order; as above,
+                // rows, cols, dlogits, inv_rows, acc, on, fault) in type and order; as above,
                 // and each trial's dlogits block holds rows × cols floats.
                 unsafe { launch.launch(grid) }
                     .map_err(driver("launching softmax_xent_grad_packed"))?;
@@ -870,6 +876,7 @@ impl PackedBackend for CudaBackend {
             stride,
             len,
             hyper.len(),
+            None,
             on.len(),
         )?;
         let groups = on.len();
@@ -917,7 +924,7 @@ impl PackedBackend for CudaBackend {
         stride: usize,
         len: usize,
         hyper: &[AdamHyper],
-        step: u32,
+        steps: &[u32],
         on: &[bool],
     ) -> Result<()> {
         let op = "adam_step_packed";
@@ -932,6 +939,7 @@ impl PackedBackend for CudaBackend {
             stride,
             len,
             hyper.len(),
+            Some(steps.len()),
             on.len(),
         )?;
         let groups = on.len();
@@ -943,7 +951,7 @@ impl PackedBackend for CudaBackend {
         let scratch = guard.as_mut().expect("checked by packed()");
         // Folded in f64 on the host per trial, exactly as `adam_step_impl` does.
         let mut table = Vec::with_capacity(FLOATS_PER_TRIAL * groups);
-        for h in hyper {
+        for (h, &step) in hyper.iter().zip(steps) {
             let (beta1, beta2) = h.betas;
             let bc1 = 1.0 - beta1.powi(step as i32);
             let bc2 = 1.0 - beta2.powi(step as i32);
@@ -985,9 +993,10 @@ impl PackedBackend for CudaBackend {
         stride: usize,
         len: usize,
         acc: &mut CudaSlice<f32>,
-        groups: usize,
+        on: &[bool],
     ) -> Result<()> {
         let op = "grad_stats_packed";
+        let groups = on.len();
         shape::grad_stats_packed(g.len(), stride, len, acc.len(), groups)?;
         let n = count(op, "len", len)?;
         if groups == 0 {
@@ -995,6 +1004,7 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
+        self.stage(&mut scratch.ints, groups, &switches(on))?;
         let cfg = grid_partials(n);
         let blocks = cfg.grid_dim.0;
         let stride = wide(stride);
@@ -1015,8 +1025,13 @@ impl PackedBackend for CudaBackend {
         let mut launch = self
             .stream
             .launch_builder(&self.kernels().grad_stats_finish_packed);
-        launch.arg(&scratch.partials).arg(&blocks).arg(acc);
-        // SAFETY: grad_stats_finish_packed(partials, blocks, acc) in type and order; the
+        let on_d = scratch.ints.slice(groups..2 * groups);
+        launch
+            .arg(&scratch.partials)
+            .arg(&blocks)
+            .arg(acc)
+            .arg(&on_d);
+        // SAFETY: grad_stats_finish_packed(partials, blocks, acc, on) in type and order; the
         // partials were just written on this stream; acc holds 2 floats per trial
         // (`shape::grad_stats_packed`); one block of BLOCK threads per trial.
         unsafe { launch.launch(grouped(one_block(), groups)) }

@@ -127,8 +127,9 @@ extern "C" __global__ void moments_partial_packed(const float *x, unsigned long 
 }
 
 extern "C" __global__ void grad_stats_finish_packed(const double *partials, unsigned int blocks,
-                                                    float *acc) {
+                                                    float *acc, const int *on) {
     unsigned long long g = blockIdx.y;
+    if (!on[g]) return;
     grad_stats_finish_block(partials + g * 4 * blocks, blocks, acc + 2 * g);
 }
 
