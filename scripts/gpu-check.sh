@@ -91,8 +91,8 @@ print(f"relu packed G=64: {best(r['packed']):.0f} samples/s; {r['alone']['how']}
       f"{best(r['alone']):.0f} samples/s; packed/alone {best(r['packed']) / best(r['alone']):.2f}x",
       file=sys.stderr)
 print(f"GPU memory held by the group: {mib(r['memory_bytes'])}, per packed trial "
-      f"{mib(r['memory_per_trial_bytes'])}; room for about {r['trials_that_fit']} such trials",
-      file=sys.stderr)
+      f"{mib(r['memory_per_trial_bytes'])} (estimated {mib(r['estimated_per_trial_bytes'])}); "
+      f"room for about {r['trials_that_fit']} such trials", file=sys.stderr)
 print(r["trials_that_fit"] or 0)
 PY
         )

@@ -322,6 +322,12 @@ pub fn pack_cli(
             Device::Cuda(gpu) => gpu.memory().ok().map(|(free, _)| free as u64),
             Device::Cpu(_) => None,
         };
+        let configs = group_configs(case, epochs, batch, groups);
+        let refs: Vec<&TrialConfig> = configs.iter().collect();
+        // The estimate's device bytes per member (without the dataset and the reserve).
+        let estimated = crate::memory::group_estimate(&refs, &data)
+            .itemised(crate::memory::Place::Device)
+            / groups as u64;
         let before = free(&device);
         let mut held = None;
         let packed = match &device {
@@ -417,10 +423,11 @@ pub fn pack_cli(
             println!();
             if let Some((total, per_trial, fits)) = memory {
                 println!(
-                    "{:<13} GPU memory held by the group: {} ({} per trial); the free memory before it fits about {fits} such trials",
+                    "{:<13} GPU memory held by the group: {} ({} per trial, estimated {}); the free memory before it fits about {fits} such trials",
                     "",
                     crate::memory::human(total),
-                    crate::memory::human(per_trial)
+                    crate::memory::human(per_trial),
+                    crate::memory::human(estimated)
                 );
             }
         }
@@ -430,6 +437,7 @@ pub fn pack_cli(
             "alone": alone,
             "memory_bytes": memory.map(|m| m.0),
             "memory_per_trial_bytes": memory.map(|m| m.1),
+            "estimated_per_trial_bytes": estimated,
             "trials_that_fit": memory.map(|m| m.2),
         }));
     }

@@ -656,33 +656,63 @@ impl<B: PackedBackend> PackedMlp<B> {
         out
     }
 
-    /// Trial `g`'s model alone, as an [`Mlp`] with its parameters and batch-norm
-    /// statistics (for its gradient check).
-    pub fn extract(
-        &self,
-        backend: &B,
-        g: usize,
-        arch: Architecture,
-    ) -> gradsweep_kernels::Result<Mlp<B>> {
+    /// Trial `g`'s parameters and batch-norm statistics, on the host.
+    pub fn member(&self, backend: &B, g: usize) -> gradsweep_kernels::Result<MemberParams<B::F>> {
         let block = |buf: &B::Buf, per: usize| -> gradsweep_kernels::Result<Vec<B::F>> {
             Ok(backend.download(buf)?[g * per..(g + 1) * per].to_vec())
         };
         let mut linear = Vec::with_capacity(self.layers.len());
+        let mut bn = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             let wt = block(&layer.weight.value, layer.weight.len)?;
             linear.push((
                 transposed(&wt, layer.inputs, layer.outputs),
                 block(&layer.bias.value, layer.outputs)?,
             ));
+            bn.push(match &layer.bn {
+                Some(s) if self.batchnorm[g] => {
+                    let per = layer.outputs;
+                    Some([
+                        block(&s.gamma.value, per)?,
+                        block(&s.beta.value, per)?,
+                        block(&s.running_mean, per)?,
+                        block(&s.running_var, per)?,
+                    ])
+                }
+                _ => None,
+            });
         }
-        let mut model = Mlp::new(backend, arch, &linear, self.max_rows)?;
-        for (dst, src) in model.layers.iter_mut().zip(&self.layers) {
-            if let (Some(d), Some(s)) = (&mut dst.bn, &src.bn) {
-                let per = src.outputs;
-                backend.write(&mut d.gamma.value, &block(&s.gamma.value, per)?)?;
-                backend.write(&mut d.beta.value, &block(&s.beta.value, per)?)?;
-                backend.write(&mut d.running_mean, &block(&s.running_mean, per)?)?;
-                backend.write(&mut d.running_var, &block(&s.running_var, per)?)?;
+        Ok(MemberParams {
+            linear,
+            bn,
+            max_rows: self.max_rows,
+        })
+    }
+}
+
+/// One member's trained parameters on the host ([`PackedMlp::member`]).
+pub struct MemberParams<F> {
+    /// `(weight, bias)` per Linear layer, PyTorch's layout.
+    pub linear: Vec<LinearParams<F>>,
+    /// Per layer, batch norm's γ, β, running mean and running variance.
+    pub bn: Vec<Option<[Vec<F>; 4]>>,
+    max_rows: usize,
+}
+
+impl<F: Float> MemberParams<F> {
+    /// The member alone, as an [`Mlp`] on `backend` sized as in the group.
+    pub fn model<B: PackedBackend<F = F>>(
+        &self,
+        backend: &B,
+        arch: Architecture,
+    ) -> gradsweep_kernels::Result<Mlp<B>> {
+        let mut model = Mlp::new(backend, arch, &self.linear, self.max_rows)?;
+        for (dst, src) in model.layers.iter_mut().zip(&self.bn) {
+            if let (Some(d), Some([gamma, beta, mean, var])) = (&mut dst.bn, src) {
+                backend.write(&mut d.gamma.value, gamma)?;
+                backend.write(&mut d.beta.value, beta)?;
+                backend.write(&mut d.running_mean, mean)?;
+                backend.write(&mut d.running_var, var)?;
             }
         }
         Ok(model)
@@ -1232,6 +1262,20 @@ pub fn train_group<B: PackedBackend>(
     if !fit.is_empty() {
         let (trained, model) = train_packed(backend, data, &mut fit)?;
         drop(fit);
+        // The completed members' weights come to the host and the group's buffers go,
+        // so that each member's gradient check has the device to itself.
+        let params = trained
+            .iter()
+            .enumerate()
+            .map(|(g, t)| match t {
+                Some(GroupTrained {
+                    outcome: Outcome::Completed,
+                    ..
+                }) => model.member(backend, g).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<gradsweep_kernels::Result<Vec<_>>>()?;
+        drop(model);
         let mut next = 0;
         for answer in answers.iter_mut() {
             if answer.is_some() {
@@ -1242,7 +1286,7 @@ pub fn train_group<B: PackedBackend>(
             let config = configs[g];
             *answer = Some(match &trained[g] {
                 None => Err(TrialError::Stopped),
-                Some(t) => record(backend, &model, g, config, data, t, &started)
+                Some(t) => record(backend, params[g].as_ref(), config, data, t, &started)
                     .map_err(TrialError::Kernel),
             });
         }
@@ -1257,8 +1301,7 @@ pub fn train_group<B: PackedBackend>(
 /// it diverged) and verdicts, as [`crate::trial::run_until`] writes them.
 fn record<B: PackedBackend>(
     backend: &B,
-    model: &PackedMlp<B>,
-    g: usize,
+    params: Option<&MemberParams<B::F>>,
     config: &TrialConfig,
     data: &Dataset,
     trained: &GroupTrained,
@@ -1273,7 +1316,8 @@ fn record<B: PackedBackend>(
             )),
         ),
         Outcome::Completed => {
-            let mut alone = model.extract(backend, g, train::architecture(config, data))?;
+            let params = params.expect("a completed member's weights were kept");
+            let mut alone = params.model(backend, train::architecture(config, data))?;
             match check::check_trial(backend, &mut alone, config, data)? {
                 Some(report) => (Some(report), None),
                 None => (None, Some("turned off (gradcheck.layer = \"none\")".into())),

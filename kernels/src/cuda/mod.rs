@@ -65,7 +65,7 @@ mod reduce;
 mod table;
 
 pub use compile::{CompiledKernel, compile_all, nvrtc_version};
-pub use packed::MAX_GROUP;
+pub use packed::{MAX_GROUP, SCRATCH_BYTES_PER_TRIAL};
 
 use crate::{Error, Result};
 use cudarc::cublas::CudaBlas;

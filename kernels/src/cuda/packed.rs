@@ -20,6 +20,10 @@ use std::sync::MutexGuard;
 pub const MAX_GROUP: usize = 65_535;
 /// Floats of per-trial parameters per trial (Adam's six).
 const FLOATS_PER_TRIAL: usize = 6;
+/// Device bytes [`PackedBackend::reserve_group`] allocates per trial: the parameter
+/// tables, the reduction partials and the dead-column count.
+pub const SCRATCH_BYTES_PER_TRIAL: usize =
+    2 * 4 + FLOATS_PER_TRIAL * 4 + 8 + 4 * PARTIAL_BLOCKS as usize * 8 + 4;
 
 /// The per-trial parameter tables and reduction scratch of packed ops, allocated once by
 /// [`PackedBackend::reserve_group`].
