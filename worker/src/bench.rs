@@ -203,9 +203,8 @@ pub fn run_packed<B: gradsweep_kernels::PackedBackend>(
 ) -> Result<GroupResult, crate::packed::GroupError> {
     let configs = group_configs(case, epochs, batch_size, groups);
     let never = || false;
-    let mut quiet: Vec<Box<dyn FnMut(Event<'_>)>> = (1..groups)
-        .map(|_| Box::new(|_: Event<'_>| {}) as Box<dyn FnMut(Event<'_>)>)
-        .collect();
+    fn quietly(_: Event<'_>) {}
+    let mut quiet: Vec<fn(Event<'_>)> = vec![quietly; groups.saturating_sub(1)];
     let mut members = Vec::with_capacity(groups);
     members.push(crate::packed::Member {
         config: &configs[0],
@@ -215,7 +214,7 @@ pub fn run_packed<B: gradsweep_kernels::PackedBackend>(
     for (config, on_event) in configs[1..].iter().zip(quiet.iter_mut()) {
         members.push(crate::packed::Member {
             config,
-            on_event: on_event.as_mut(),
+            on_event,
             stop: &never,
         });
     }
@@ -367,7 +366,7 @@ pub fn pack_cli(
             None
         } else {
             let spec = device_spec.to_string();
-            let per_slot = (threads / slots).max(1);
+            let per_slot = (threads / slots.max(1)).max(1);
             let make = move || -> gradsweep_kernels::Result<Device> {
                 device::resolve(&spec, per_slot)
                     .map(|(d, _)| d)

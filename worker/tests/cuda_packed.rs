@@ -62,16 +62,14 @@ fn a_packed_group_on_the_gpu_gives_each_trial_its_losses_alone() {
     ];
     let data = trial::load_data(&configs[0]).unwrap();
     let never = || false;
-    let mut handlers: Vec<Box<dyn FnMut(gradsweep_worker::train::Event<'_>)>> = configs
-        .iter()
-        .map(|_| Box::new(|_: gradsweep_worker::train::Event<'_>| {}) as _)
-        .collect();
+    fn quietly(_: gradsweep_worker::train::Event<'_>) {}
+    let mut handlers: Vec<fn(gradsweep_worker::train::Event<'_>)> = vec![quietly; configs.len()];
     let mut members: Vec<Member<'_>> = configs
         .iter()
         .zip(handlers.iter_mut())
         .map(|(config, on_event)| Member {
             config,
-            on_event: on_event.as_mut(),
+            on_event,
             stop: &never,
         })
         .collect();

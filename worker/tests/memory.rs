@@ -132,15 +132,14 @@ fn packed_groups() {
         let estimate = gradsweep_worker::memory::group_estimate(&refs, &data);
         let itemised = estimate.itemised(Place::Device) + estimate.itemised(Place::Host);
         let never = || false;
-        let mut handlers: Vec<Box<dyn FnMut(gradsweep_worker::train::Event<'_>)>> = (0..size)
-            .map(|_| Box::new(|_: gradsweep_worker::train::Event<'_>| {}) as _)
-            .collect();
+        fn quietly(_: gradsweep_worker::train::Event<'_>) {}
+        let mut handlers: Vec<fn(gradsweep_worker::train::Event<'_>)> = vec![quietly; size];
         let mut group: Vec<Member<'_>> = refs
             .iter()
             .zip(handlers.iter_mut())
             .map(|(config, on_event)| Member {
                 config,
-                on_event: on_event.as_mut(),
+                on_event,
                 stop: &never,
             })
             .collect();

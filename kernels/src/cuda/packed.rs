@@ -20,22 +20,35 @@ use std::sync::MutexGuard;
 pub const MAX_GROUP: usize = 65_535;
 /// Floats of per-trial parameters per trial (Adam's six).
 const FLOATS_PER_TRIAL: usize = 6;
+/// Slots of per-trial int tables (activation codes, switches): a training step uses
+/// about a dozen distinct ones, each kept in its slot.
+const INT_SLOTS: usize = 32;
+/// Slots of per-trial float tables.
+const FLOAT_SLOTS: usize = 16;
+/// Slots of per-trial dropout-key tables.
+const KEY_SLOTS: usize = 4;
 /// Device bytes [`PackedBackend::reserve_group`] allocates per trial: the parameter
 /// tables, the reduction partials and the dead-column count.
-pub const SCRATCH_BYTES_PER_TRIAL: usize =
-    2 * 4 + FLOATS_PER_TRIAL * 4 + 8 + 4 * PARTIAL_BLOCKS as usize * 8 + 4;
+pub const SCRATCH_BYTES_PER_TRIAL: usize = INT_SLOTS * 4
+    + FLOAT_SLOTS * FLOATS_PER_TRIAL * 4
+    + KEY_SLOTS * 8
+    + 4 * PARTIAL_BLOCKS as usize * 8
+    + 4;
 
 /// The per-trial parameter tables and reduction scratch of packed ops, allocated once by
 /// [`PackedBackend::reserve_group`].
 pub(super) struct PackedScratch {
     /// The group size they were allocated for.
     groups: usize,
-    /// Activation codes (`groups`), then on/off switches (`groups`).
+    /// Activation codes and on/off switches: [`INT_SLOTS`] tables of `groups`.
     ints: CudaSlice<i32>,
-    /// Float parameters, [`FLOATS_PER_TRIAL`] per trial.
+    int_slots: SlotCache<i32>,
+    /// Float parameters: [`FLOAT_SLOTS`] tables of up to [`FLOATS_PER_TRIAL`] per trial.
     floats: CudaSlice<f32>,
-    /// Dropout keys.
+    float_slots: SlotCache<f32>,
+    /// Dropout keys: [`KEY_SLOTS`] tables of `groups`.
     keys: CudaSlice<u64>,
+    key_slots: SlotCache<u64>,
     /// Reduction partials: 4 × `PARTIAL_BLOCKS` doubles per trial.
     partials: CudaSlice<f64>,
     /// Dead-column counts, one per trial.
@@ -77,16 +90,64 @@ impl CudaBackend {
         }
     }
 
-    /// Copies `host` to the start of `dst` (a table of the packed scratch), queued on
-    /// the stream, so that it lands after every kernel queued before has read the
-    /// table's previous contents.
-    fn stage<T: DeviceRepr>(&self, dst: &mut CudaSlice<T>, at: usize, host: &[T]) -> Result<()> {
-        if host.is_empty() {
-            return Ok(());
+    /// The range of `buf` that holds `host`: a slot `cache` already filled with it, or
+    /// the least recently used slot, written now. The copy is queued on the stream, so
+    /// it lands after every kernel queued before has read the slot's old contents; in
+    /// a training loop every table but the step-dependent ones (dropout keys, Adam's
+    /// bias corrections) is found in its slot, so most ops copy nothing.
+    fn stage<T: DeviceRepr + PartialEq + Clone>(
+        &self,
+        buf: &mut CudaSlice<T>,
+        cache: &mut SlotCache<T>,
+        host: &[T],
+    ) -> Result<std::ops::Range<usize>> {
+        let (slot, write) = cache.slot(host);
+        let at = slot * cache.width;
+        if write {
+            self.stream
+                .memcpy_htod(host, &mut buf.slice_mut(at..at + host.len()))
+                .map_err(driver("staging per-trial parameters"))?;
         }
-        self.stream
-            .memcpy_htod(host, &mut dst.slice_mut(at..at + host.len()))
-            .map_err(driver("staging per-trial parameters"))
+        Ok(at..at + host.len())
+    }
+}
+
+/// Which per-trial table each slot of a table buffer holds, least recently used first
+/// to go.
+pub(super) struct SlotCache<T> {
+    /// Elements per slot.
+    width: usize,
+    /// Each slot's contents (empty: never written) and when it was last used.
+    slots: Vec<(Vec<T>, u64)>,
+    clock: u64,
+}
+
+impl<T: PartialEq + Clone> SlotCache<T> {
+    fn new(slots: usize, width: usize) -> Self {
+        SlotCache {
+            width,
+            slots: vec![(Vec::new(), 0); slots],
+            clock: 0,
+        }
+    }
+
+    /// The slot for `host` (at most `width` elements, not empty) and whether it must be
+    /// written: `false` when a slot already holds exactly `host`.
+    fn slot(&mut self, host: &[T]) -> (usize, bool) {
+        assert!(
+            !host.is_empty() && host.len() <= self.width,
+            "a table fits a slot"
+        );
+        self.clock += 1;
+        if let Some(i) = self.slots.iter().position(|(c, _)| c.as_slice() == host) {
+            self.slots[i].1 = self.clock;
+            return (i, false);
+        }
+        let i = (0..self.slots.len())
+            .min_by_key(|&i| self.slots[i].1)
+            .expect("at least one slot");
+        self.slots[i] = (host.to_vec(), self.clock);
+        (i, true)
     }
 }
 
@@ -104,9 +165,12 @@ impl PackedBackend for CudaBackend {
         let n = groups.max(1);
         *guard = Some(PackedScratch {
             groups,
-            ints: self.alloc_zeros(2 * n)?,
-            floats: self.alloc_zeros(FLOATS_PER_TRIAL * n)?,
-            keys: self.alloc_zeros(n)?,
+            ints: self.alloc_zeros(INT_SLOTS * n)?,
+            int_slots: SlotCache::new(INT_SLOTS, n),
+            floats: self.alloc_zeros(FLOAT_SLOTS * FLOATS_PER_TRIAL * n)?,
+            float_slots: SlotCache::new(FLOAT_SLOTS, FLOATS_PER_TRIAL * n),
+            keys: self.alloc_zeros(KEY_SLOTS * n)?,
+            key_slots: SlotCache::new(KEY_SLOTS, n),
             partials: self.alloc_zeros(4 * PARTIAL_BLOCKS as usize * n)?,
             dead: self.alloc_zeros(n)?,
         });
@@ -289,11 +353,11 @@ impl PackedBackend for CudaBackend {
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
         let codes: Vec<i32> = acts.iter().map(|&a| activation_code(a)).collect();
-        self.stage(&mut scratch.ints, 0, &codes)?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
+        let ints_0 = self.stage(&mut scratch.ints, &mut scratch.int_slots, &codes)?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
         let (acts_d, on_d) = (
-            scratch.ints.slice(0..groups),
-            scratch.ints.slice(groups..2 * groups),
+            scratch.ints.slice(ints_0.clone()),
+            scratch.ints.slice(ints_g.clone()),
         );
         let (stride, slope) = (wide(stride), LEAKY_RELU_SLOPE as f32);
         let grid = grouped(grid_1d(n), groups);
@@ -353,11 +417,11 @@ impl PackedBackend for CudaBackend {
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
         let codes: Vec<i32> = acts.iter().map(|&a| activation_code(a)).collect();
-        self.stage(&mut scratch.ints, 0, &codes)?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
+        let ints_0 = self.stage(&mut scratch.ints, &mut scratch.int_slots, &codes)?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
         let (acts_d, on_d) = (
-            scratch.ints.slice(0..groups),
-            scratch.ints.slice(groups..2 * groups),
+            scratch.ints.slice(ints_0.clone()),
+            scratch.ints.slice(ints_g.clone()),
         );
         let (stride, slope) = (wide(stride), LEAKY_RELU_SLOPE as f32);
         let mut launch = self
@@ -439,8 +503,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         match mode {
             BatchNormMode::Eval => {
@@ -543,8 +607,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self
             .stream
@@ -590,14 +654,14 @@ impl PackedBackend for CudaBackend {
         let scratch = guard.as_mut().expect("checked by packed()");
         // Each scale rounded on the host as the CPU rounds it.
         let scales: Vec<f32> = p.iter().map(|&p| (1.0 / (1.0 - p as f64)) as f32).collect();
-        self.stage(&mut scratch.floats, 0, p)?;
-        self.stage(&mut scratch.floats, groups, &scales)?;
-        self.stage(&mut scratch.keys, 0, keys)?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let ps = scratch.floats.slice(0..groups);
-        let scales = scratch.floats.slice(groups..2 * groups);
-        let keys = scratch.keys.slice(0..groups);
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let floats_0 = self.stage(&mut scratch.floats, &mut scratch.float_slots, p)?;
+        let floats_g = self.stage(&mut scratch.floats, &mut scratch.float_slots, &scales)?;
+        let keys_0 = self.stage(&mut scratch.keys, &mut scratch.key_slots, keys)?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let ps = scratch.floats.slice(floats_0.clone());
+        let scales = scratch.floats.slice(floats_g.clone());
+        let keys = scratch.keys.slice(keys_0.clone());
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self
             .stream
@@ -643,8 +707,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self.stream.launch_builder(&self.kernels().mul_packed);
         launch
@@ -679,8 +743,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self
             .stream
@@ -716,8 +780,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self.stream.launch_builder(&self.kernels().copy_packed);
         launch.arg(src).arg(dst).arg(&stride).arg(&n).arg(&on_d);
@@ -761,8 +825,8 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let packed = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut packed.ints, groups, &switches(on))?;
-        let on_d = packed.ints.slice(groups..2 * groups);
+        let ints_g = self.stage(&mut packed.ints, &mut packed.int_slots, &switches(on))?;
+        let on_d = packed.ints.slice(ints_g.clone());
         let (stride, labels_stride) = (wide(logits_stride), wide(labels_stride));
         let grid = grouped(one_block(), groups);
         let mut scratch = self.scratch();
@@ -837,12 +901,12 @@ impl PackedBackend for CudaBackend {
         // Rounded as the CPU rounds them: l1 and 2·l2 (the product taken in f64).
         let l1s: Vec<f32> = l1.iter().map(|&v| v as f32).collect();
         let two_l2s: Vec<f32> = l2.iter().map(|&v| (2.0 * v) as f32).collect();
-        self.stage(&mut scratch.floats, 0, &l1s)?;
-        self.stage(&mut scratch.floats, groups, &two_l2s)?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let l1_d = scratch.floats.slice(0..groups);
-        let l2_d = scratch.floats.slice(groups..2 * groups);
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let floats_0 = self.stage(&mut scratch.floats, &mut scratch.float_slots, &l1s)?;
+        let floats_g = self.stage(&mut scratch.floats, &mut scratch.float_slots, &two_l2s)?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let l1_d = scratch.floats.slice(floats_0.clone());
+        let l2_d = scratch.floats.slice(floats_g.clone());
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self
             .stream
@@ -891,14 +955,26 @@ impl PackedBackend for CudaBackend {
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
         let pick = |f: fn(&SgdHyper) -> f64| hyper.iter().map(|h| f(h) as f32).collect::<Vec<_>>();
-        self.stage(&mut scratch.floats, 0, &pick(|h| h.lr))?;
-        self.stage(&mut scratch.floats, groups, &pick(|h| h.momentum))?;
-        self.stage(&mut scratch.floats, 2 * groups, &pick(|h| h.weight_decay))?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let lrs = scratch.floats.slice(0..groups);
-        let mus = scratch.floats.slice(groups..2 * groups);
-        let wds = scratch.floats.slice(2 * groups..3 * groups);
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let floats_0 = self.stage(
+            &mut scratch.floats,
+            &mut scratch.float_slots,
+            &pick(|h| h.lr),
+        )?;
+        let floats_g = self.stage(
+            &mut scratch.floats,
+            &mut scratch.float_slots,
+            &pick(|h| h.momentum),
+        )?;
+        let floats_2g = self.stage(
+            &mut scratch.floats,
+            &mut scratch.float_slots,
+            &pick(|h| h.weight_decay),
+        )?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let lrs = scratch.floats.slice(floats_0.clone());
+        let mus = scratch.floats.slice(floats_g.clone());
+        let wds = scratch.floats.slice(floats_2g.clone());
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self.stream.launch_builder(&self.kernels().sgd_step_packed);
         launch
@@ -968,10 +1044,10 @@ impl PackedBackend for CudaBackend {
                 h.weight_decay as f32,
             ]);
         }
-        self.stage(&mut scratch.floats, 0, &table)?;
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
-        let table = scratch.floats.slice(0..FLOATS_PER_TRIAL * groups);
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let floats_0 = self.stage(&mut scratch.floats, &mut scratch.float_slots, &table)?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
+        let table = scratch.floats.slice(floats_0.clone());
+        let on_d = scratch.ints.slice(ints_g.clone());
         let stride = wide(stride);
         let mut launch = self.stream.launch_builder(&self.kernels().adam_step_packed);
         launch
@@ -1008,7 +1084,7 @@ impl PackedBackend for CudaBackend {
         }
         let mut guard = self.packed(op, groups)?;
         let scratch = guard.as_mut().expect("checked by packed()");
-        self.stage(&mut scratch.ints, groups, &switches(on))?;
+        let ints_g = self.stage(&mut scratch.ints, &mut scratch.int_slots, &switches(on))?;
         let cfg = grid_partials(n);
         let blocks = cfg.grid_dim.0;
         let stride = wide(stride);
@@ -1029,7 +1105,7 @@ impl PackedBackend for CudaBackend {
         let mut launch = self
             .stream
             .launch_builder(&self.kernels().grad_stats_finish_packed);
-        let on_d = scratch.ints.slice(groups..2 * groups);
+        let on_d = scratch.ints.slice(ints_g.clone());
         launch
             .arg(&scratch.partials)
             .arg(&blocks)
@@ -1172,5 +1248,37 @@ impl PackedBackend for CudaBackend {
         drop(guard);
         self.check_faults()?;
         Ok(dead.into_iter().map(|d| d as usize).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_already_in_a_slot_is_not_written_again() {
+        let mut cache = SlotCache::<i32>::new(3, 4);
+        assert_eq!(cache.slot(&[1, 0]), (0, true));
+        assert_eq!(cache.slot(&[0, 1]), (1, true));
+        assert_eq!(cache.slot(&[1, 0]), (0, false));
+        assert_eq!(cache.slot(&[2, 2, 2]), (2, true));
+        // Full: the least recently used slot (1, holding [0, 1]) goes.
+        assert_eq!(cache.slot(&[3]), (1, true));
+        assert_eq!(cache.slot(&[1, 0]), (0, false));
+        assert_eq!(cache.slot(&[0, 1]), (2, true));
+    }
+
+    #[test]
+    fn two_tables_of_one_op_never_share_a_slot() {
+        // An op stages up to four tables before it launches: with at least that many
+        // slots, the later ones never evict the earlier ones.
+        let mut cache = SlotCache::<u64>::new(4, 1);
+        for step in 0..100u64 {
+            let slots: Vec<usize> = (0..4).map(|t| cache.slot(&[step * 10 + t]).0).collect();
+            let mut unique = slots.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), 4, "step {step}: {slots:?}");
+        }
     }
 }
