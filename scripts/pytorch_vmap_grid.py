@@ -93,12 +93,11 @@ def sequential(trials, x, y, args, dev):
     for trial in trials:
         model = make_model(trial).to(dev)
         weights = [m.weight for m in model if isinstance(m, nn.Linear)]
-        opt_args = dict(lr=LR, momentum=MOMENTUM)
-        if dev.type == "cuda":
-            opt_args["fused"] = True
-        else:
-            opt_args["foreach"] = True
-        opt = torch.optim.SGD(model.parameters(), **opt_args)
+        try:  # fused SGD where this PyTorch has it (2.3+ on CUDA), else foreach
+            opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM,
+                                  fused=dev.type == "cuda")
+        except (TypeError, RuntimeError):
+            opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, foreach=True)
         gen = torch.Generator(device=dev).manual_seed(1000 + trial["seed"])
         model.train()
         for epoch in range(args.epochs):
@@ -139,7 +138,7 @@ def stacked_forward(act, bn):
                 mean_key, var_key = f"{j}.running_mean", f"{j}.running_var"
                 if training:
                     mean = h.mean(0)
-                    var = h.var(0, unbiased=False)
+                    var = h.var(0, correction=0)
                     n = h.shape[0]
                     new_buffers[mean_key] = (1 - BN_MOMENTUM) * buffers[mean_key] + BN_MOMENTUM * mean
                     new_buffers[var_key] = (1 - BN_MOMENTUM) * buffers[var_key] + BN_MOMENTUM * var * n / max(n - 1, 1)

@@ -40,6 +40,7 @@ use gradsweep_kernels::{
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// Whether trials `a` and `b` may be trained in one group, or the first reason why not.
@@ -284,13 +285,22 @@ impl<B: PackedBackend> PackedMlp<B> {
         let mut layers = Vec::with_capacity(shapes.len());
         for (l, &(inputs, outputs)) in shapes.iter().enumerate() {
             let hidden = l < last;
-            let mut wt = Vec::with_capacity(groups * inputs * outputs);
+            // Each member's Wᵀ in its block, transposed on the CPU's threads.
+            let mut wt = vec![B::F::ZERO; groups * inputs * outputs];
+            wt.par_chunks_mut((inputs * outputs).max(1))
+                .zip(linear.par_iter())
+                .for_each(|(block, trial)| {
+                    let w = &trial[l].0;
+                    assert_eq!(w.len(), inputs * outputs, "one weight per Linear layer");
+                    for o in 0..outputs {
+                        for i in 0..inputs {
+                            block[i * outputs + o] = w[o * inputs + i];
+                        }
+                    }
+                });
             let mut bias = Vec::with_capacity(groups * outputs);
             for trial in linear {
-                let (w, b) = &trial[l];
-                assert_eq!(w.len(), inputs * outputs, "one weight per Linear layer");
-                wt.extend(transposed(w, outputs, inputs));
-                bias.extend_from_slice(b);
+                bias.extend_from_slice(&trial[l].1);
             }
             let act_len = groups * max_rows * outputs;
             let bn = if hidden && any_bn {
@@ -784,8 +794,9 @@ pub fn train_packed<B: PackedBackend>(
     let features = archs[0].inputs;
     let classes = archs[0].classes;
     let channels = data.shape.channels;
+    // Each member's initial weights from its own seed, drawn on the CPU's threads.
     let linear: Vec<Vec<LinearParams<B::F>>> = configs
-        .iter()
+        .par_iter()
         .zip(&archs)
         .map(|(c, a)| {
             train::initial_params(c, a)
