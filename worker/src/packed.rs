@@ -106,6 +106,9 @@ pub enum GroupError {
         /// What differs.
         reason: String,
     },
+    /// A group needs at least one member.
+    #[error("a group of no trials")]
+    Empty,
     /// A kernel failed: the device is shared, so the whole group failed.
     #[error("training failed: {0}")]
     Kernel(#[from] gradsweep_kernels::Error),
@@ -782,7 +785,9 @@ pub fn train_packed<B: PackedBackend>(
     members: &mut [Member<'_>],
 ) -> Result<(Vec<Option<GroupTrained>>, PackedMlp<B>), GroupError> {
     let groups = members.len();
-    let first = members[0].config;
+    let Some(first) = members.first().map(|m| m.config) else {
+        return Err(GroupError::Empty);
+    };
     for (index, m) in members.iter().enumerate().skip(1) {
         can_pack(first, m.config).map_err(|reason| GroupError::Incompatible { index, reason })?;
     }
@@ -915,6 +920,7 @@ pub fn train_packed<B: PackedBackend>(
             },
         })
         .collect();
+    // A group shares its optimiser kind (`can_pack`): the other kind's table is unused.
     let is_adam = matches!(first.optimizer, Optimizer::Adam { .. });
 
     let mut steps = vec![0u64; groups];
