@@ -52,7 +52,7 @@ if [[ ! -s $out/.list ]]; then
 fi
 # The executables that exercise the GPU (the CPU-only ones run in CI; some of them read
 # files at build-time paths that do not exist on the GPU machine).
-wanted=" kernels-lib kernels-nvrtc kernels-parity worker-lib worker-cuda_trial "
+wanted=" kernels-lib kernels-nvrtc kernels-parity kernels-packed worker-lib worker-cuda_trial worker-cuda_packed "
 mkdir -p "$out/e2e/deps"
 while read -r exe name; do
     if [[ $name == tests-sweep ]]; then
@@ -68,13 +68,14 @@ while read -r exe name; do
 done <"$out/.list"
 rm -f "$out/.list"
 
-# The worker binary, for the GPU benchmark and a trial on the GPU, and the PyTorch
-# script it is compared with.
+# The worker binary, for the GPU benchmarks (single trials, packed groups) and a trial
+# on the GPU, and the PyTorch scripts they are compared with.
 cargo build --release -p gradsweep-worker --bin worker -p gradsweep-coordinator --bin coordinator >&2
 cp target/release/worker "$out/worker" && strip --strip-debug "$out/worker"
 cp "$out/worker" "$out/e2e/worker"
 cp target/release/coordinator "$out/e2e/coordinator" && strip --strip-debug "$out/e2e/coordinator"
 cp scripts/pytorch_gpu_bench.py "$out/pytorch_gpu_bench.py"
+cp scripts/pytorch_vmap_grid.py "$out/pytorch_vmap_grid.py"
 cp examples/deep-sigmoid-bn.toml "$out/deep-sigmoid-bn.toml"
 
 cp scripts/gpu-check.sh "$out/gpu-check.sh"

@@ -46,6 +46,20 @@ pub struct BatchNormBuffers<'a, B: Backend + ?Sized> {
     pub invstd: &'a mut B::Buf,
 }
 
+impl<B: Backend + ?Sized> BatchNormBuffers<'_, B> {
+    /// The buffers' lengths, for [`crate::shape::batchnorm_forward`].
+    pub fn lens(&self) -> crate::shape::BatchNormLens {
+        crate::shape::BatchNormLens {
+            gamma: B::buf_len(self.gamma),
+            beta: B::buf_len(self.beta),
+            running_mean: B::buf_len(self.running_mean),
+            running_var: B::buf_len(self.running_var),
+            xhat: B::buf_len(self.xhat),
+            invstd: B::buf_len(self.invstd),
+        }
+    }
+}
+
 /// A compute device: its buffers and the ops MLP training needs.
 ///
 /// Implementations must compute the same functions (to rounding) as the CPU backend;
@@ -61,6 +75,9 @@ pub trait Backend {
     type Bytes<'a>;
     /// A buffer of `u32` on the device (sample orders, labels).
     type Idx;
+
+    /// The number of elements `buf` holds.
+    fn buf_len(buf: &Self::Buf) -> usize;
 
     /// Human-readable device name, e.g. `cpu (2 threads)`.
     fn name(&self) -> String;

@@ -8,6 +8,8 @@
 //! - [`init`]: PyTorch's weight initialisation schemes.
 //! - [`model`]: the MLP on any [`gradsweep_kernels::Backend`]: forward, backward.
 //! - [`memory`]: a trial's memory estimate, checked against what the worker has.
+//! - [`packed`]: groups of compatible trials trained in lockstep as one packed model
+//!   ([`packed::can_pack`], [`packed::train_group`]).
 //! - [`train`]: the training loop, evaluation and per-layer diagnostics.
 //! - [`bench`]: training throughput on CIFAR-shaped data, beside the PyTorch anchor.
 //! - [`check`]: the gradient check of a trained model, in f64.
@@ -25,6 +27,7 @@ pub mod device;
 pub mod init;
 pub mod memory;
 pub mod model;
+pub mod packed;
 pub mod report;
 pub mod serve;
 pub mod train;

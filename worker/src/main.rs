@@ -121,7 +121,55 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+        /// Train G trials of each configuration (seeds 0…G−1) packed in lockstep as one
+        /// model, and report their aggregate samples/s beside the same G trials alone.
+        #[arg(long, value_name = "G")]
+        pack: Option<usize>,
+        /// With --pack: run the G trials alone on this many slots at once, each with a
+        /// device backend of its own (1: one after the other; 0: skip them).
+        #[arg(long, default_value_t = 1, requires = "pack")]
+        slots: usize,
     },
+}
+
+/// `worker bench --pack G`: the chosen cases, packed and alone ([`bench::pack_cli`]).
+#[allow(clippy::too_many_arguments)]
+fn bench_pack(
+    cases: &str,
+    n: usize,
+    epochs: u32,
+    batch: usize,
+    threads: Option<usize>,
+    device: &str,
+    json: bool,
+    groups: usize,
+    slots: usize,
+) -> anyhow::Result<ExitCode> {
+    use gradsweep_worker::bench;
+    anyhow::ensure!(
+        n > 0 && epochs > 0 && batch > 0,
+        "--n, --epochs and --batch must be at least 1"
+    );
+    let all = bench::cases();
+    let chosen = if cases == "all" {
+        all
+    } else {
+        cases
+            .split(',')
+            .map(|name| {
+                all.iter()
+                    .find(|c| c.name == name)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("--cases: unknown case \"{name}\""))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    bench::pack_cli(
+        &chosen, n, epochs, batch, groups, slots, threads, device, json,
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -178,7 +226,22 @@ fn main() -> ExitCode {
             threads,
             device,
             json,
+            pack: None,
+            slots: _,
         } => cli::bench(&cases, n, epochs, batch, threads, &device, json),
+        Command::Bench {
+            cases,
+            n,
+            epochs,
+            batch,
+            threads,
+            device,
+            json,
+            pack: Some(groups),
+            slots,
+        } => bench_pack(
+            &cases, n, epochs, batch, threads, &device, json, groups, slots,
+        ),
     };
     match result {
         Ok(code) => code,

@@ -544,6 +544,70 @@ pub fn check_trial(
     Ok(estimate)
 }
 
+/// A packed group's estimate ([`crate::packed`]): the estimate of one member as the
+/// packed model holds it — batch-norm and dropout buffers when any member has them —
+/// for every member (parameters, gradients, optimiser state, activations, batch buffers,
+/// diagnostics, initial weights and reports on the host), plus the packed ops'
+/// per-trial tables; the dataset, the reserve and the gradient check once (each member's
+/// runs alone after training, once the group's buffers are freed, so on the device it
+/// needs no more than one member's share of them).
+pub fn group_estimate(configs: &[&TrialConfig], data: &Dataset) -> Estimate {
+    let groups = configs.len().max(1) as u128;
+    let mut shapes = Shapes::of(configs[0], data);
+    shapes.batchnorm = configs.iter().any(|c| c.batchnorm);
+    shapes.dropout = configs.iter().any(|c| c.regularization.dropout.is_some());
+    shapes.gradcheck = configs
+        .iter()
+        .any(|c| c.gradcheck.layer != GradCheckLayer::None);
+    let one = Estimate::new(&shapes);
+    let mut parts: Vec<Part> = one
+        .parts
+        .into_iter()
+        .map(|p| {
+            if p.is_dataset() || p.is_reserve() || p.name.starts_with("gradient check") {
+                p
+            } else {
+                Part {
+                    name: format!("{} × {}", groups, p.name),
+                    bytes: sat(u128::from(p.bytes).saturating_mul(groups)),
+                    place: p.place,
+                }
+            }
+        })
+        .collect();
+    let tables = groups.saturating_mul(gradsweep_kernels::cuda::SCRATCH_BYTES_PER_TRIAL as u128);
+    let at = parts
+        .iter()
+        .position(|p| p.is_dataset())
+        .unwrap_or(parts.len());
+    parts.insert(
+        at,
+        Part {
+            name: "packed ops' per-trial tables".into(),
+            bytes: sat(tables),
+            place: Place::Device,
+        },
+    );
+    Estimate {
+        parts,
+        first_draw: sat(u128::from(one.first_draw).saturating_mul(groups)),
+    }
+}
+
+/// Estimates a packed group of `configs` on `data` and checks it against what `device`
+/// has, as [`check_trial`] does for one trial.
+pub fn check_group(
+    configs: &[&TrialConfig],
+    data: &Dataset,
+    device: &crate::device::Device,
+    max_memory: Option<u64>,
+) -> Result<Estimate, MemoryError> {
+    let estimate = group_estimate(configs, data);
+    let cpu = matches!(device, crate::device::Device::Cpu(_));
+    check(&estimate, cpu, &available(device, max_memory))?;
+    Ok(estimate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

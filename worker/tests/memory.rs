@@ -107,7 +107,59 @@ fn model_parts(e: &Estimate) -> u64 {
 const SCRATCH: u64 = 4 << 20;
 
 #[test]
-fn the_estimate_matches_what_the_model_and_a_trial_allocate() {
+fn the_estimates_match_what_models_trials_and_packed_groups_allocate() {
+    single_trials();
+    packed_groups();
+}
+
+/// A packed group of mixed members: its peak is within the group estimate, and the
+/// estimate is not far above it.
+fn packed_groups() {
+    use gradsweep_worker::packed::{Member, train_group};
+    let members = [
+        "seed = 1\nbatchnorm = true\nactivation = \"tanh\"",
+        "seed = 2\nregularization = \"dropout:0.2+l2:1e-4\"",
+        "seed = 3\n[gradcheck]\nlayer = \"none\"",
+    ];
+    let configs: Vec<TrialConfig> = members
+        .iter()
+        .map(|m| config(&format!("hidden = [256, 128]\nbatch_size = 64\n{m}")))
+        .collect();
+    let data = trial::load_data(&configs[0]).expect("the built-in data loads");
+    let backend = CpuBackend::<f32>::new(1);
+    for size in [1, 3] {
+        let refs: Vec<&TrialConfig> = configs[..size].iter().collect();
+        let estimate = gradsweep_worker::memory::group_estimate(&refs, &data);
+        let itemised = estimate.itemised(Place::Device) + estimate.itemised(Place::Host);
+        let never = || false;
+        fn quietly(_: gradsweep_worker::train::Event<'_>) {}
+        let mut handlers: Vec<fn(gradsweep_worker::train::Event<'_>)> = vec![quietly; size];
+        let mut group: Vec<Member<'_>> = refs
+            .iter()
+            .zip(handlers.iter_mut())
+            .map(|(config, on_event)| Member {
+                config,
+                on_event,
+                stop: &never,
+            })
+            .collect();
+        let base = start();
+        let records = train_group(&backend, &data, &mut group).expect("the group trains");
+        let peak = peak_since(base) as u64;
+        drop(records);
+        eprintln!("packed group of {size}: peak {peak} bytes, estimate {itemised} bytes");
+        assert!(
+            peak <= itemised + SCRATCH,
+            "a group of {size} peaked at {peak} bytes, above its estimate's {itemised}"
+        );
+        assert!(
+            itemised <= peak + peak / 4 + (1 << 20),
+            "a group of {size}: the estimate ({itemised} bytes) is far above its peak ({peak})"
+        );
+    }
+}
+
+fn single_trials() {
     let data = trial::load_data(&config(CASES[0])).expect("the built-in data loads");
     let backend = CpuBackend::<f32>::new(1);
     for case in CASES {

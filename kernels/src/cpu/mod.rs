@@ -6,6 +6,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod packed;
 mod reduce;
 
 pub use matmul::PARALLEL_MIN_FLOPS;
@@ -15,7 +16,7 @@ pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 /// Elements per parallel task of an elementwise op.
 const ELEMENT_CHUNK: usize = 1 << 14;
 
-use crate::error::check_len;
+use crate::shape;
 use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Float, Result, Transpose};
 use rayon::prelude::*;
 use std::marker::PhantomData;
@@ -40,6 +41,44 @@ impl<T: Float> CpuBackend<T> {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// SGD on whole slices, split over the threads when large (each element's update
+    /// is independent: chunks give the same bits).
+    fn sgd_slices(&self, w: &mut [T], g: &[T], v: &mut [T], lr: f64, momentum: f64, wd: f64) {
+        if self.threads > 1 && w.len() >= PARALLEL_MIN_ELEMENTS {
+            w.par_chunks_mut(ELEMENT_CHUNK)
+                .zip(v.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g.par_chunks(ELEMENT_CHUNK))
+                .for_each(|((w, v), g)| optim::sgd(w, g, v, lr, momentum, wd));
+        } else {
+            optim::sgd(w, g, v, lr, momentum, wd);
+        }
+    }
+
+    /// Adam on whole slices, split over the threads when large.
+    #[allow(clippy::too_many_arguments)]
+    fn adam_slices(
+        &self,
+        w: &mut [T],
+        g: &[T],
+        m: &mut [T],
+        v: &mut [T],
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        wd: f64,
+        step: u32,
+    ) {
+        if self.threads > 1 && w.len() >= PARALLEL_MIN_ELEMENTS {
+            w.par_chunks_mut(ELEMENT_CHUNK)
+                .zip(m.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(v.par_chunks_mut(ELEMENT_CHUNK))
+                .zip(g.par_chunks(ELEMENT_CHUNK))
+                .for_each(|(((w, m), v), g)| optim::adam(w, g, m, v, lr, betas, eps, wd, step));
+        } else {
+            optim::adam(w, g, m, v, lr, betas, eps, wd, step);
+        }
+    }
 }
 
 impl<T: Float> Backend for CpuBackend<T> {
@@ -47,6 +86,10 @@ impl<T: Float> Backend for CpuBackend<T> {
     type Buf = Vec<T>;
     type Bytes<'a> = &'a [u8];
     type Idx = Vec<u32>;
+
+    fn buf_len(buf: &Vec<T>) -> usize {
+        buf.len()
+    }
 
     fn name(&self) -> String {
         let threads = if self.threads == 1 {
@@ -66,7 +109,7 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
 
     fn write(&self, dst: &mut Vec<T>, host: &[T]) -> Result<()> {
-        check_len("write", "dst", dst.len(), host.len())?;
+        shape::write("write", dst.len(), host.len())?;
         dst[..host.len()].copy_from_slice(host);
         Ok(())
     }
@@ -84,20 +127,19 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
 
     fn write_idx(&self, dst: &mut Vec<u32>, host: &[u32]) -> Result<()> {
-        check_len("write_idx", "dst", dst.len(), host.len())?;
+        shape::write("write_idx", dst.len(), host.len())?;
         dst[..host.len()].copy_from_slice(host);
         Ok(())
     }
 
     fn copy(&self, src: &Vec<T>, dst: &mut Vec<T>, len: usize) -> Result<()> {
-        check_len("copy", "src", src.len(), len)?;
-        check_len("copy", "dst", dst.len(), len)?;
+        shape::copy(src.len(), dst.len(), len)?;
         dst[..len].copy_from_slice(&src[..len]);
         Ok(())
     }
 
     fn fill(&self, buf: &mut Vec<T>, len: usize, value: T) -> Result<()> {
-        check_len("fill", "buf", buf.len(), len)?;
+        shape::fill(buf.len(), len)?;
         buf[..len].fill(value);
         Ok(())
     }
@@ -116,16 +158,19 @@ impl<T: Float> Backend for CpuBackend<T> {
         x: &mut Vec<T>,
         y: &mut Vec<u32>,
     ) -> Result<()> {
-        if channels == 0 || !features.is_multiple_of(channels) {
-            return Err(crate::Error::Device(format!(
-                "gather_batch: {features} features do not split into {channels} channels"
-            )));
-        }
-        check_len("gather_batch", "order", order.len(), start + rows)?;
-        check_len("gather_batch", "scale", scale.len(), channels)?;
-        check_len("gather_batch", "shift", shift.len(), channels)?;
-        check_len("gather_batch", "x", x.len(), rows * features)?;
-        check_len("gather_batch", "y", y.len(), rows)?;
+        shape::gather_batch(
+            images.len(),
+            labels.len(),
+            order.len(),
+            start,
+            rows,
+            features,
+            scale.len(),
+            shift.len(),
+            channels,
+            x.len(),
+            y.len(),
+        )?;
         let order = &order[start..start + rows];
         let n = labels.len();
         if let Some(&bad) = order.iter().find(|&&i| i as usize >= n) {
@@ -133,7 +178,6 @@ impl<T: Float> Backend for CpuBackend<T> {
                 "gather_batch: sample index {bad} is out of range for {n} samples"
             )));
         }
-        check_len("gather_batch", "images", images.len(), n * features)?;
         elementwise::gather_batch(
             images,
             labels,
@@ -159,9 +203,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         k: usize,
         beta: T,
     ) -> Result<()> {
-        check_len("matmul", "a", a.len(), m * k)?;
-        check_len("matmul", "b", b.len(), k * n)?;
-        check_len("matmul", "c", c.len(), m * n)?;
+        shape::matmul(a.len(), b.len(), c.len(), m, n, k)?;
         matmul::matmul(a, ta, b, tb, c, m, n, k, beta, self.threads);
         Ok(())
     }
@@ -174,10 +216,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        check_len("bias_act", "x", x.len(), rows * cols)?;
-        if let Some(b) = bias {
-            check_len("bias_act", "bias", b.len(), cols)?;
-        }
+        shape::bias_act(x.len(), bias.map(Vec::len), rows, cols)?;
         elementwise::bias_act(&mut x[..rows * cols], bias.map(|b| &b[..cols]), act, cols);
         Ok(())
     }
@@ -189,15 +228,13 @@ impl<T: Float> Backend for CpuBackend<T> {
         act: Activation,
         len: usize,
     ) -> Result<()> {
-        check_len("act_backward", "y", y.len(), len)?;
-        check_len("act_backward", "grad", grad.len(), len)?;
+        shape::act_backward(y.len(), grad.len(), len)?;
         elementwise::act_backward(&y[..len], &mut grad[..len], act);
         Ok(())
     }
 
     fn sum_rows(&self, x: &Vec<T>, rows: usize, cols: usize, out: &mut Vec<T>) -> Result<()> {
-        check_len("sum_rows", "x", x.len(), rows * cols)?;
-        check_len("sum_rows", "out", out.len(), cols)?;
+        shape::sum_rows(x.len(), rows, cols, out.len())?;
         reduce::sum_rows(x, rows, cols, out);
         Ok(())
     }
@@ -212,19 +249,7 @@ impl<T: Float> Backend for CpuBackend<T> {
         eps: f64,
         mode: BatchNormMode,
     ) -> Result<()> {
-        let op = "batchnorm_forward";
-        check_len(op, "x", x.len(), rows * cols)?;
-        check_len(op, "y", y.len(), rows * cols)?;
-        check_len(op, "xhat", bn.xhat.len(), rows * cols)?;
-        for (name, len) in [
-            ("gamma", bn.gamma.len()),
-            ("beta", bn.beta.len()),
-            ("running_mean", bn.running_mean.len()),
-            ("running_var", bn.running_var.len()),
-            ("invstd", bn.invstd.len()),
-        ] {
-            check_len(op, name, len, cols)?;
-        }
+        shape::batchnorm_forward(x.len(), y.len(), bn.lens(), rows, cols)?;
         let slices = norm::BnSlices {
             gamma: bn.gamma,
             beta: bn.beta,
@@ -249,32 +274,29 @@ impl<T: Float> Backend for CpuBackend<T> {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        let op = "batchnorm_backward";
-        for (name, len) in [("dy", dy.len()), ("xhat", xhat.len()), ("dx", dx.len())] {
-            check_len(op, name, len, rows * cols)?;
-        }
-        for (name, len) in [
-            ("gamma", gamma.len()),
-            ("invstd", invstd.len()),
-            ("dgamma", dgamma.len()),
-            ("dbeta", dbeta.len()),
-        ] {
-            check_len(op, name, len, cols)?;
-        }
+        shape::batchnorm_backward(
+            dy.len(),
+            xhat.len(),
+            gamma.len(),
+            invstd.len(),
+            dx.len(),
+            dgamma.len(),
+            dbeta.len(),
+            rows,
+            cols,
+        )?;
         norm::backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, rows, cols);
         Ok(())
     }
 
     fn dropout_mask(&self, mask: &mut Vec<T>, len: usize, p: f32, key: u64) -> Result<()> {
-        check_len("dropout_mask", "mask", mask.len(), len)?;
+        shape::dropout_mask(mask.len(), len)?;
         elementwise::dropout_mask(&mut mask[..len], p, key);
         Ok(())
     }
 
     fn mul(&self, x: &Vec<T>, m: &Vec<T>, out: &mut Vec<T>, len: usize) -> Result<()> {
-        check_len("mul", "x", x.len(), len)?;
-        check_len("mul", "m", m.len(), len)?;
-        check_len("mul", "out", out.len(), len)?;
+        shape::mul(x.len(), m.len(), out.len(), len)?;
         for ((o, &a), &b) in out[..len].iter_mut().zip(&x[..len]).zip(&m[..len]) {
             *o = a * b;
         }
@@ -282,8 +304,7 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
 
     fn mul_assign(&self, x: &mut Vec<T>, m: &Vec<T>, len: usize) -> Result<()> {
-        check_len("mul_assign", "x", x.len(), len)?;
-        check_len("mul_assign", "m", m.len(), len)?;
+        shape::mul_assign(x.len(), m.len(), len)?;
         for (a, &b) in x[..len].iter_mut().zip(&m[..len]) {
             *a *= b;
         }
@@ -299,12 +320,14 @@ impl<T: Float> Backend for CpuBackend<T> {
         dlogits: Option<&mut Vec<T>>,
         acc: &mut Vec<T>,
     ) -> Result<()> {
-        check_len("softmax_xent", "logits", logits.len(), rows * cols)?;
-        check_len("softmax_xent", "labels", labels.len(), rows)?;
-        check_len("softmax_xent", "acc", acc.len(), 2)?;
-        if let Some(d) = &dlogits {
-            check_len("softmax_xent", "dlogits", d.len(), rows * cols)?;
-        }
+        shape::softmax_xent(
+            logits.len(),
+            labels.len(),
+            rows,
+            cols,
+            dlogits.as_ref().map(|d| d.len()),
+            acc.len(),
+        )?;
         loss::softmax_xent(
             logits,
             labels,
@@ -316,8 +339,7 @@ impl<T: Float> Backend for CpuBackend<T> {
     }
 
     fn penalty_grad(&self, w: &Vec<T>, g: &mut Vec<T>, len: usize, l1: f64, l2: f64) -> Result<()> {
-        check_len("penalty_grad", "w", w.len(), len)?;
-        check_len("penalty_grad", "g", g.len(), len)?;
+        shape::penalty_grad(w.len(), g.len(), len)?;
         elementwise::penalty_grad(&w[..len], &mut g[..len], l1, l2);
         Ok(())
     }
@@ -332,26 +354,15 @@ impl<T: Float> Backend for CpuBackend<T> {
         momentum: f64,
         weight_decay: f64,
     ) -> Result<()> {
-        for (name, l) in [("w", w.len()), ("g", g.len()), ("velocity", velocity.len())] {
-            check_len("sgd_step", name, l, len)?;
-        }
-        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
-            // Each element's update is independent: chunks give the same bits.
-            w[..len]
-                .par_chunks_mut(ELEMENT_CHUNK)
-                .zip(velocity[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
-                .for_each(|((w, v), g)| optim::sgd(w, g, v, lr, momentum, weight_decay));
-        } else {
-            optim::sgd(
-                &mut w[..len],
-                &g[..len],
-                &mut velocity[..len],
-                lr,
-                momentum,
-                weight_decay,
-            );
-        }
+        shape::sgd_step(w.len(), g.len(), velocity.len(), len)?;
+        self.sgd_slices(
+            &mut w[..len],
+            &g[..len],
+            &mut velocity[..len],
+            lr,
+            momentum,
+            weight_decay,
+        );
         Ok(())
     }
 
@@ -368,59 +379,39 @@ impl<T: Float> Backend for CpuBackend<T> {
         weight_decay: f64,
         step: u32,
     ) -> Result<()> {
-        for (name, l) in [
-            ("w", w.len()),
-            ("g", g.len()),
-            ("m", m.len()),
-            ("v", v.len()),
-        ] {
-            check_len("adam_step", name, l, len)?;
-        }
-        if self.threads > 1 && len >= PARALLEL_MIN_ELEMENTS {
-            w[..len]
-                .par_chunks_mut(ELEMENT_CHUNK)
-                .zip(m[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(v[..len].par_chunks_mut(ELEMENT_CHUNK))
-                .zip(g[..len].par_chunks(ELEMENT_CHUNK))
-                .for_each(|(((w, m), v), g)| {
-                    optim::adam(w, g, m, v, lr, betas, eps, weight_decay, step)
-                });
-        } else {
-            optim::adam(
-                &mut w[..len],
-                &g[..len],
-                &mut m[..len],
-                &mut v[..len],
-                lr,
-                betas,
-                eps,
-                weight_decay,
-                step,
-            );
-        }
+        shape::adam_step(w.len(), g.len(), m.len(), v.len(), len)?;
+        self.adam_slices(
+            &mut w[..len],
+            &g[..len],
+            &mut m[..len],
+            &mut v[..len],
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            step,
+        );
         Ok(())
     }
 
     fn grad_stats(&self, g: &Vec<T>, len: usize, acc: &mut Vec<T>) -> Result<()> {
-        check_len("grad_stats", "g", g.len(), len)?;
-        check_len("grad_stats", "acc", acc.len(), 2)?;
+        shape::grad_stats(g.len(), len, acc.len())?;
         reduce::grad_stats(&g[..len], acc);
         Ok(())
     }
 
     fn moments(&self, x: &Vec<T>, len: usize) -> Result<[f64; 4]> {
-        check_len("moments", "x", x.len(), len)?;
+        shape::moments(x.len(), len)?;
         Ok(reduce::moments(&x[..len]))
     }
 
     fn sq_dist(&self, a: &Vec<T>, b: &Vec<T>, len: usize) -> Result<f64> {
-        check_len("sq_dist", "a", a.len(), len)?;
-        check_len("sq_dist", "b", b.len(), len)?;
+        shape::sq_dist(a.len(), b.len(), len)?;
         Ok(reduce::sq_dist(&a[..len], &b[..len]))
     }
 
     fn dead_columns(&self, x: &Vec<T>, rows: usize, cols: usize) -> Result<usize> {
-        check_len("dead_columns", "x", x.len(), rows * cols)?;
+        shape::dead_columns(x.len(), rows, cols)?;
         Ok(reduce::dead_columns(x, rows, cols))
     }
 }

@@ -1,11 +1,11 @@
-//! `impl Backend for CudaBackend`: every op checks its buffers against the shape (the
-//! same checks, in the same order, as the CPU backend), then calls its launcher in the
-//! op family's file. The `// SAFETY:` comments of the launchers rely on these checks.
+//! `impl Backend for CudaBackend`: every op checks its buffers against the shape with
+//! [`crate::shape`] (the checks the CPU backend calls too), then calls its launcher in
+//! the op family's file. The `// SAFETY:` comments of the launchers rely on those
+//! checks.
 
 use super::CudaBackend;
 use super::launch::driver;
-use crate::error::check_len;
-use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Error, Result, Transpose};
+use crate::{Activation, Backend, BatchNormBuffers, BatchNormMode, Result, Transpose, shape};
 use cudarc::driver::CudaSlice;
 
 impl Backend for CudaBackend {
@@ -13,6 +13,10 @@ impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
     type Bytes<'a> = CudaSlice<u8>;
     type Idx = CudaSlice<u32>;
+
+    fn buf_len(buf: &CudaSlice<f32>) -> usize {
+        buf.len()
+    }
 
     fn name(&self) -> String {
         format!(
@@ -52,8 +56,7 @@ impl Backend for CudaBackend {
     }
 
     fn copy(&self, src: &CudaSlice<f32>, dst: &mut CudaSlice<f32>, len: usize) -> Result<()> {
-        check_len("copy", "src", src.len(), len)?;
-        check_len("copy", "dst", dst.len(), len)?;
+        shape::copy(src.len(), dst.len(), len)?;
         if len == 0 {
             return Ok(());
         }
@@ -63,7 +66,7 @@ impl Backend for CudaBackend {
     }
 
     fn fill(&self, buf: &mut CudaSlice<f32>, len: usize, value: f32) -> Result<()> {
-        check_len("fill", "buf", buf.len(), len)?;
+        shape::fill(buf.len(), len)?;
         self.fill_impl(buf, len, value)
     }
 
@@ -81,18 +84,19 @@ impl Backend for CudaBackend {
         x: &mut CudaSlice<f32>,
         y: &mut CudaSlice<u32>,
     ) -> Result<()> {
-        let op = "gather_batch";
-        if channels == 0 || !features.is_multiple_of(channels) {
-            return Err(Error::Device(format!(
-                "{op}: {features} features do not split into {channels} channels"
-            )));
-        }
-        check_len(op, "order", order.len(), start + rows)?;
-        check_len(op, "scale", scale.len(), channels)?;
-        check_len(op, "shift", shift.len(), channels)?;
-        check_len(op, "x", x.len(), rows * features)?;
-        check_len(op, "y", y.len(), rows)?;
-        check_len(op, "images", images.len(), labels.len() * features)?;
+        shape::gather_batch(
+            images.len(),
+            labels.len(),
+            order.len(),
+            start,
+            rows,
+            features,
+            scale.len(),
+            shift.len(),
+            channels,
+            x.len(),
+            y.len(),
+        )?;
         self.gather_batch_impl(
             images, labels, order, start, rows, features, scale, shift, channels, x, y,
         )
@@ -110,9 +114,7 @@ impl Backend for CudaBackend {
         k: usize,
         beta: f32,
     ) -> Result<()> {
-        check_len("matmul", "a", a.len(), m * k)?;
-        check_len("matmul", "b", b.len(), k * n)?;
-        check_len("matmul", "c", c.len(), m * n)?;
+        shape::matmul(a.len(), b.len(), c.len(), m, n, k)?;
         self.matmul_impl(a, ta, b, tb, c, m, n, k, beta)
     }
 
@@ -124,10 +126,7 @@ impl Backend for CudaBackend {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        check_len("bias_act", "x", x.len(), rows * cols)?;
-        if let Some(b) = bias {
-            check_len("bias_act", "bias", b.len(), cols)?;
-        }
+        shape::bias_act(x.len(), bias.map(CudaSlice::len), rows, cols)?;
         self.bias_act_impl(x, bias, act, rows, cols)
     }
 
@@ -138,8 +137,7 @@ impl Backend for CudaBackend {
         act: Activation,
         len: usize,
     ) -> Result<()> {
-        check_len("act_backward", "y", y.len(), len)?;
-        check_len("act_backward", "grad", grad.len(), len)?;
+        shape::act_backward(y.len(), grad.len(), len)?;
         self.act_backward_impl(y, grad, act, len)
     }
 
@@ -150,8 +148,7 @@ impl Backend for CudaBackend {
         cols: usize,
         out: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check_len("sum_rows", "x", x.len(), rows * cols)?;
-        check_len("sum_rows", "out", out.len(), cols)?;
+        shape::sum_rows(x.len(), rows, cols, out.len())?;
         self.sum_rows_impl(x, rows, cols, out)
     }
 
@@ -165,19 +162,7 @@ impl Backend for CudaBackend {
         eps: f64,
         mode: BatchNormMode,
     ) -> Result<()> {
-        let op = "batchnorm_forward";
-        check_len(op, "x", x.len(), rows * cols)?;
-        check_len(op, "y", y.len(), rows * cols)?;
-        check_len(op, "xhat", bn.xhat.len(), rows * cols)?;
-        for (name, len) in [
-            ("gamma", bn.gamma.len()),
-            ("beta", bn.beta.len()),
-            ("running_mean", bn.running_mean.len()),
-            ("running_var", bn.running_var.len()),
-            ("invstd", bn.invstd.len()),
-        ] {
-            check_len(op, name, len, cols)?;
-        }
+        shape::batchnorm_forward(x.len(), y.len(), bn.lens(), rows, cols)?;
         self.batchnorm_forward_impl(x, y, bn, rows, cols, eps, mode)
     }
 
@@ -193,23 +178,22 @@ impl Backend for CudaBackend {
         rows: usize,
         cols: usize,
     ) -> Result<()> {
-        let op = "batchnorm_backward";
-        for (name, len) in [("dy", dy.len()), ("xhat", xhat.len()), ("dx", dx.len())] {
-            check_len(op, name, len, rows * cols)?;
-        }
-        for (name, len) in [
-            ("gamma", gamma.len()),
-            ("invstd", invstd.len()),
-            ("dgamma", dgamma.len()),
-            ("dbeta", dbeta.len()),
-        ] {
-            check_len(op, name, len, cols)?;
-        }
+        shape::batchnorm_backward(
+            dy.len(),
+            xhat.len(),
+            gamma.len(),
+            invstd.len(),
+            dx.len(),
+            dgamma.len(),
+            dbeta.len(),
+            rows,
+            cols,
+        )?;
         self.batchnorm_backward_impl(dy, xhat, gamma, invstd, dx, dgamma, dbeta, rows, cols)
     }
 
     fn dropout_mask(&self, mask: &mut CudaSlice<f32>, len: usize, p: f32, key: u64) -> Result<()> {
-        check_len("dropout_mask", "mask", mask.len(), len)?;
+        shape::dropout_mask(mask.len(), len)?;
         self.dropout_mask_impl(mask, len, p, key)
     }
 
@@ -220,15 +204,12 @@ impl Backend for CudaBackend {
         out: &mut CudaSlice<f32>,
         len: usize,
     ) -> Result<()> {
-        check_len("mul", "x", x.len(), len)?;
-        check_len("mul", "m", m.len(), len)?;
-        check_len("mul", "out", out.len(), len)?;
+        shape::mul(x.len(), m.len(), out.len(), len)?;
         self.mul_impl(x, m, out, len)
     }
 
     fn mul_assign(&self, x: &mut CudaSlice<f32>, m: &CudaSlice<f32>, len: usize) -> Result<()> {
-        check_len("mul_assign", "x", x.len(), len)?;
-        check_len("mul_assign", "m", m.len(), len)?;
+        shape::mul_assign(x.len(), m.len(), len)?;
         self.mul_assign_impl(x, m, len)
     }
 
@@ -241,12 +222,14 @@ impl Backend for CudaBackend {
         dlogits: Option<&mut CudaSlice<f32>>,
         acc: &mut CudaSlice<f32>,
     ) -> Result<()> {
-        check_len("softmax_xent", "logits", logits.len(), rows * cols)?;
-        check_len("softmax_xent", "labels", labels.len(), rows)?;
-        check_len("softmax_xent", "acc", acc.len(), 2)?;
-        if let Some(d) = &dlogits {
-            check_len("softmax_xent", "dlogits", d.len(), rows * cols)?;
-        }
+        shape::softmax_xent(
+            logits.len(),
+            labels.len(),
+            rows,
+            cols,
+            dlogits.as_ref().map(|d| d.len()),
+            acc.len(),
+        )?;
         self.softmax_xent_impl(logits, labels, rows, cols, dlogits, acc)
     }
 
@@ -258,8 +241,7 @@ impl Backend for CudaBackend {
         l1: f64,
         l2: f64,
     ) -> Result<()> {
-        check_len("penalty_grad", "w", w.len(), len)?;
-        check_len("penalty_grad", "g", g.len(), len)?;
+        shape::penalty_grad(w.len(), g.len(), len)?;
         self.penalty_grad_impl(w, g, len, l1, l2)
     }
 
@@ -273,9 +255,7 @@ impl Backend for CudaBackend {
         momentum: f64,
         weight_decay: f64,
     ) -> Result<()> {
-        for (name, l) in [("w", w.len()), ("g", g.len()), ("velocity", velocity.len())] {
-            check_len("sgd_step", name, l, len)?;
-        }
+        shape::sgd_step(w.len(), g.len(), velocity.len(), len)?;
         self.sgd_step_impl(w, g, velocity, len, lr, momentum, weight_decay)
     }
 
@@ -292,36 +272,27 @@ impl Backend for CudaBackend {
         weight_decay: f64,
         step: u32,
     ) -> Result<()> {
-        for (name, l) in [
-            ("w", w.len()),
-            ("g", g.len()),
-            ("m", m.len()),
-            ("v", v.len()),
-        ] {
-            check_len("adam_step", name, l, len)?;
-        }
+        shape::adam_step(w.len(), g.len(), m.len(), v.len(), len)?;
         self.adam_step_impl(w, g, m, v, len, lr, betas, eps, weight_decay, step)
     }
 
     fn grad_stats(&self, g: &CudaSlice<f32>, len: usize, acc: &mut CudaSlice<f32>) -> Result<()> {
-        check_len("grad_stats", "g", g.len(), len)?;
-        check_len("grad_stats", "acc", acc.len(), 2)?;
+        shape::grad_stats(g.len(), len, acc.len())?;
         self.grad_stats_impl(g, len, acc)
     }
 
     fn moments(&self, x: &CudaSlice<f32>, len: usize) -> Result<[f64; 4]> {
-        check_len("moments", "x", x.len(), len)?;
+        shape::moments(x.len(), len)?;
         self.moments_impl(x, len)
     }
 
     fn sq_dist(&self, a: &CudaSlice<f32>, b: &CudaSlice<f32>, len: usize) -> Result<f64> {
-        check_len("sq_dist", "a", a.len(), len)?;
-        check_len("sq_dist", "b", b.len(), len)?;
+        shape::sq_dist(a.len(), b.len(), len)?;
         self.sq_dist_impl(a, b, len)
     }
 
     fn dead_columns(&self, x: &CudaSlice<f32>, rows: usize, cols: usize) -> Result<usize> {
-        check_len("dead_columns", "x", x.len(), rows * cols)?;
+        shape::dead_columns(x.len(), rows, cols)?;
         self.dead_columns_impl(x, rows, cols)
     }
 }

@@ -8,67 +8,11 @@
 //! CUBIN, which the driver loads without JIT: a PTX file from an NVRTC newer than the
 //! driver (NVRTC 13.5 on a 13.0 driver) would be refused, a CUBIN is not.
 
-use super::launch::{BLOCK, COL_TILE, PARTIAL_BLOCKS, ROW_THREADS};
-use super::{Fault, elementwise::activation_code};
-use crate::{Activation, Error, Result};
+use super::table::{SOURCES, Source, prelude_defines};
+use crate::{Error, Result};
 use cudarc::nvrtc::{result as nvrtc, sys};
 use std::ffi::{CString, c_char};
 use std::sync::{Arc, Mutex};
-
-/// One kernel source file and the kernels it defines.
-pub(crate) struct Source {
-    /// The file name, e.g. `norm.cu`.
-    pub name: &'static str,
-    /// Its text.
-    pub code: &'static str,
-    /// The `extern "C"` kernels it defines, which the backend loads by name.
-    pub kernels: &'static [&'static str],
-}
-
-/// Every kernel source, in the order the backend loads them.
-pub(crate) const SOURCES: [Source; 5] = [
-    Source {
-        name: "elementwise.cu",
-        code: include_str!("kernels/elementwise.cu"),
-        kernels: &[
-            "gather_batch",
-            "bias_act",
-            "act_only",
-            "act_backward",
-            "dropout_mask",
-            "mul",
-            "mul_assign",
-            "penalty_grad",
-            "fill",
-        ],
-    },
-    Source {
-        name: "norm.cu",
-        code: include_str!("kernels/norm.cu"),
-        kernels: &["batchnorm_train", "batchnorm_eval", "batchnorm_backward"],
-    },
-    Source {
-        name: "loss.cu",
-        code: include_str!("kernels/loss.cu"),
-        kernels: &["softmax_xent_loss", "softmax_xent_grad"],
-    },
-    Source {
-        name: "optim.cu",
-        code: include_str!("kernels/optim.cu"),
-        kernels: &["sgd_step", "adam_step"],
-    },
-    Source {
-        name: "reduce.cu",
-        code: include_str!("kernels/reduce.cu"),
-        kernels: &[
-            "sum_rows",
-            "moments_partial",
-            "grad_stats_finish",
-            "sq_dist_partial",
-            "dead_columns",
-        ],
-    },
-];
 
 const COMMON: &str = include_str!("kernels/common.cuh");
 
@@ -100,19 +44,8 @@ pub struct CompiledKernel {
 /// file itself, with a `#line` so that the log names the file's own lines.
 fn program_text(source: &Source) -> String {
     let mut text = String::from("// Written by kernels/src/cuda/compile.rs.\n");
-    for (name, value) in [
-        ("BLOCK", BLOCK),
-        ("COL_TILE", COL_TILE),
-        ("ROW_THREADS", ROW_THREADS),
-        ("PARTIAL_BLOCKS", PARTIAL_BLOCKS),
-        ("FAULT_SAMPLE_INDEX", Fault::SampleIndex as u32),
-        ("FAULT_LABEL", Fault::Label as u32),
-    ] {
-        text.push_str(&format!("#define {name} {value}u\n"));
-    }
-    for act in [Activation::Identity].into_iter().chain(Activation::HIDDEN) {
-        let name = act.name().to_uppercase();
-        text.push_str(&format!("#define ACT_{name} {}\n", activation_code(act)));
+    for (name, value) in prelude_defines() {
+        text.push_str(&format!("#define {name} {value}\n"));
     }
     text.push_str("#line 1 \"common.cuh\"\n");
     text.push_str(COMMON);
@@ -285,21 +218,6 @@ mod tests {
         }
         // common.cuh must not define them again.
         assert!(!COMMON.contains("#define BLOCK"));
-    }
-
-    #[test]
-    fn every_listed_kernel_appears_in_its_source() {
-        for source in &SOURCES {
-            for kernel in source.kernels {
-                assert!(
-                    source
-                        .code
-                        .contains(&format!("extern \"C\" __global__ void {kernel}(")),
-                    "{} does not define {kernel}",
-                    source.name
-                );
-            }
-        }
     }
 
     #[test]

@@ -6,21 +6,10 @@
 
 use super::CudaBackend;
 use super::launch::{count, count2, driver, grid_1d};
+use super::table::activation_code;
 use crate::activation::LEAKY_RELU_SLOPE;
 use crate::{Activation, Result};
 use cudarc::driver::{CudaSlice, PushKernelArg};
-
-/// The code of `act` in the kernels (`ACT_*`, defined from this function).
-pub(crate) fn activation_code(act: Activation) -> i32 {
-    match act {
-        Activation::Identity => 0,
-        Activation::Sigmoid => 1,
-        Activation::Tanh => 2,
-        Activation::Relu => 3,
-        Activation::LeakyRelu => 4,
-        Activation::Elu => 5,
-    }
-}
 
 /// The slope of leaky ReLU as the CPU rounds it (`T::from_f64(LEAKY_RELU_SLOPE)`).
 fn slope() -> f32 {
@@ -73,7 +62,7 @@ impl CudaBackend {
             .arg(&mut scratch.fault);
         // SAFETY: the arguments follow gather_batch(images, labels, order, start, rows,
         // features, plane, channels, samples, scale, shift, x, y, fault) in type and
-        // order. Checked by the caller: order holds start + rows indices, x rows ×
+        // order. Checked by `crate::shape` before the call: order holds start + rows indices, x rows ×
         // features floats, y rows labels, scale and shift `channels` floats, images
         // samples × features bytes; the kernel reads images only at indices below
         // `samples` (checked on the device) and scale/shift below `channels`.
@@ -107,14 +96,14 @@ impl CudaBackend {
                     .arg(&code)
                     .arg(&slope);
                 // SAFETY: bias_act(x, bias, rows, cols, act, slope) in type and order;
-                // x holds rows × cols floats and bias cols (checked by the caller).
+                // x holds rows × cols floats and bias cols (`crate::shape`, checked before the call).
                 unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching bias_act"))?;
             }
             None => {
                 let mut launch = self.stream.launch_builder(&self.kernels().act_only);
                 launch.arg(x).arg(&n).arg(&code).arg(&slope);
                 // SAFETY: act_only(x, len, act, slope) in type and order; x holds n
-                // floats (checked by the caller).
+                // floats (`crate::shape`, checked before the call).
                 unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching act_only"))?;
             }
         }
@@ -137,7 +126,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().act_backward);
         launch.arg(y).arg(grad).arg(&n).arg(&code).arg(&slope);
         // SAFETY: act_backward(y, grad, len, act, slope) in type and order; y and grad
-        // hold len floats (checked by the caller).
+        // hold len floats (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching act_backward"))?;
         Ok(())
     }
@@ -159,7 +148,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().dropout_mask);
         launch.arg(mask).arg(&n).arg(&key).arg(&p).arg(&scale);
         // SAFETY: dropout_mask(mask, len, key, p, scale) in type and order (key is
-        // unsigned long long); mask holds len floats (checked by the caller).
+        // unsigned long long); mask holds len floats (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching dropout_mask"))?;
         Ok(())
     }
@@ -179,7 +168,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().mul);
         launch.arg(x).arg(m).arg(out).arg(&n);
         // SAFETY: mul(x, m, out, len) in type and order; all three hold len floats
-        // (checked by the caller) and `out` is borrowed mutably, so it aliases neither.
+        // (`crate::shape`, checked before the call) and `out` is borrowed mutably, so it aliases neither.
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching mul"))?;
         Ok(())
     }
@@ -198,7 +187,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().mul_assign);
         launch.arg(x).arg(m).arg(&n);
         // SAFETY: mul_assign(x, m, len) in type and order; both hold len floats
-        // (checked by the caller).
+        // (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching mul_assign"))?;
         Ok(())
     }
@@ -221,7 +210,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().penalty_grad);
         launch.arg(w).arg(g).arg(&n).arg(&l1).arg(&two_l2);
         // SAFETY: penalty_grad(w, g, len, l1, two_l2) in type and order; w and g hold
-        // len floats (checked by the caller).
+        // len floats (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching penalty_grad"))?;
         Ok(())
     }
@@ -235,25 +224,8 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().fill);
         launch.arg(buf).arg(&n).arg(&value);
         // SAFETY: fill(buf, len, value) in type and order; buf holds len floats
-        // (checked by the caller).
+        // (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching fill"))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn activation_codes_are_distinct() {
-        let all = [Activation::Identity]
-            .into_iter()
-            .chain(Activation::HIDDEN)
-            .collect::<Vec<_>>();
-        let mut codes: Vec<i32> = all.iter().map(|&a| activation_code(a)).collect();
-        codes.sort();
-        codes.dedup();
-        assert_eq!(codes.len(), all.len());
     }
 }

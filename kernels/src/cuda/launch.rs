@@ -1,23 +1,16 @@
-//! Launch shapes, the loaded kernels, and the conversions every launcher needs.
+//! Launch shapes, loading the kernels, and the conversions every launcher needs.
 //!
-//! The shape constants are also `#define`d into every kernel source by
-//! [`super::compile`], so the kernels and their launchers agree by construction.
+//! The shape constants live in `table.rs` and are also `#define`d into every kernel
+//! source by `compile.rs`, so the kernels and their launchers agree by construction.
 
-use super::compile::{CompiledKernel, SOURCES};
+use super::compile::CompiledKernel;
+pub(crate) use super::table::Kernels;
+use super::table::{BLOCK, COL_TILE, PARTIAL_BLOCKS, ROW_THREADS, SOURCES};
 use crate::{Error, Result};
-use cudarc::driver::{CudaContext, CudaFunction, DriverError, LaunchConfig};
+use cudarc::driver::{CudaContext, DriverError, LaunchConfig};
 use cudarc::nvrtc::Ptx;
 use std::sync::Arc;
 
-/// Threads per block of the one-dimensional and whole-buffer reduction kernels.
-pub(crate) const BLOCK: u32 = 256;
-/// Columns per block of the per-column kernels (`blockDim.x`: one warp, so each row's
-/// reads are coalesced).
-pub(crate) const COL_TILE: u32 = 32;
-/// Threads that share the rows of one column in the per-column kernels (`blockDim.y`).
-pub(crate) const ROW_THREADS: u32 = 16;
-/// The most blocks of a whole-buffer reduction, hence its number of partials.
-pub(crate) const PARTIAL_BLOCKS: u32 = 256;
 /// The most blocks of a one-dimensional kernel; its grid-stride loop does the rest.
 const MAX_BLOCKS: u32 = 8192;
 /// The largest element count a kernel accepts: with it, a grid-stride index never
@@ -86,75 +79,25 @@ pub(crate) fn driver(call: impl Into<String>) -> impl FnOnce(DriverError) -> Err
     }
 }
 
-/// Every kernel, loaded into one context.
-pub(crate) struct Kernels {
-    pub gather_batch: CudaFunction,
-    pub bias_act: CudaFunction,
-    pub act_only: CudaFunction,
-    pub act_backward: CudaFunction,
-    pub dropout_mask: CudaFunction,
-    pub mul: CudaFunction,
-    pub mul_assign: CudaFunction,
-    pub penalty_grad: CudaFunction,
-    pub fill: CudaFunction,
-    pub batchnorm_train: CudaFunction,
-    pub batchnorm_eval: CudaFunction,
-    pub batchnorm_backward: CudaFunction,
-    pub softmax_xent_loss: CudaFunction,
-    pub softmax_xent_grad: CudaFunction,
-    pub sgd_step: CudaFunction,
-    pub adam_step: CudaFunction,
-    pub sum_rows: CudaFunction,
-    pub moments_partial: CudaFunction,
-    pub grad_stats_finish: CudaFunction,
-    pub sq_dist_partial: CudaFunction,
-    pub dead_columns: CudaFunction,
-}
-
 impl Kernels {
-    /// Loads the compiled sources into `ctx` and looks every kernel up by name.
+    /// Loads the compiled sources into `ctx` and looks every kernel of the table up by
+    /// name.
     pub(crate) fn load(ctx: &Arc<CudaContext>, compiled: &[CompiledKernel]) -> Result<Self> {
-        let mut functions: Vec<(&'static str, CudaFunction)> = Vec::new();
+        let mut modules = Vec::with_capacity(SOURCES.len());
         for (source, image) in SOURCES.iter().zip(compiled) {
             let module = ctx
                 .load_module(Ptx::from_binary(image.cubin.clone()))
                 .map_err(driver(format!("loading the module of {}", source.name)))?;
-            for &name in source.kernels {
-                let function = module
-                    .load_function(name)
-                    .map_err(driver(format!("finding kernel {name} in {}", source.name)))?;
-                functions.push((name, function));
-            }
+            modules.push((source.name, module));
         }
-        let mut take = |name: &str| -> Result<CudaFunction> {
-            let at = functions
+        Kernels::find_each(|file, name| {
+            let (_, module) = modules
                 .iter()
-                .position(|(n, _)| *n == name)
-                .ok_or_else(|| Error::Device(format!("no kernel named {name} was compiled")))?;
-            Ok(functions.swap_remove(at).1)
-        };
-        Ok(Kernels {
-            gather_batch: take("gather_batch")?,
-            bias_act: take("bias_act")?,
-            act_only: take("act_only")?,
-            act_backward: take("act_backward")?,
-            dropout_mask: take("dropout_mask")?,
-            mul: take("mul")?,
-            mul_assign: take("mul_assign")?,
-            penalty_grad: take("penalty_grad")?,
-            fill: take("fill")?,
-            batchnorm_train: take("batchnorm_train")?,
-            batchnorm_eval: take("batchnorm_eval")?,
-            batchnorm_backward: take("batchnorm_backward")?,
-            softmax_xent_loss: take("softmax_xent_loss")?,
-            softmax_xent_grad: take("softmax_xent_grad")?,
-            sgd_step: take("sgd_step")?,
-            adam_step: take("adam_step")?,
-            sum_rows: take("sum_rows")?,
-            moments_partial: take("moments_partial")?,
-            grad_stats_finish: take("grad_stats_finish")?,
-            sq_dist_partial: take("sq_dist_partial")?,
-            dead_columns: take("dead_columns")?,
+                .find(|(f, _)| *f == file)
+                .ok_or_else(|| Error::Device(format!("{file} was not compiled")))?;
+            module
+                .load_function(name)
+                .map_err(driver(format!("finding kernel {name} in {file}")))
         })
     }
 }

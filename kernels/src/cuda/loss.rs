@@ -39,7 +39,7 @@ impl CudaBackend {
                     .arg(&mut scratch.fault);
                 // SAFETY: softmax_xent_loss(logits, labels, rows, cols, acc, fault) in
                 // type and order; logits hold rows × cols floats, labels rows, acc 2
-                // (checked by the caller), fault 4 words; labels are range-checked on the
+                // (`crate::shape`, checked before the call), fault 4 words; labels are range-checked on the
                 // device before indexing; one block of BLOCK threads, as the kernel's
                 // reduction assumes.
                 unsafe { launch.launch(one_block()) }
@@ -62,7 +62,7 @@ impl CudaBackend {
                     .arg(&mut scratch.fault);
                 // SAFETY: softmax_xent_grad(logits, labels, rows, cols, dlogits,
                 // inv_rows, acc, fault) in type and order; as above, and dlogits holds
-                // rows × cols floats (checked by the caller).
+                // rows × cols floats (`crate::shape`, checked before the call).
                 unsafe { launch.launch(one_block()) }
                     .map_err(driver("launching softmax_xent_grad"))?;
             }

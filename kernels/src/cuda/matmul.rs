@@ -94,7 +94,7 @@ impl CudaBackend {
             .ctx
             .bind_to_thread()
             .map_err(super::launch::driver("binding the context for cuBLAS"))?;
-        // SAFETY: the caller checked a.len() >= m*k, b.len() >= k*n, c.len() >= m*n, and
+        // SAFETY: `crate::shape::matmul` checked a.len() >= m*k, b.len() >= k*n, c.len() >= m*n, and
         // `column_major` gives cuBLAS exactly those extents (its leading dimensions are
         // the stored row lengths); all three buffers live on this backend's stream,
         // which the handle uses, and `c` is borrowed mutably, so it aliases neither.

@@ -11,7 +11,13 @@
 //! - `compile.rs`: NVRTC. Each `kernels/*.cu` file is compiled once per process and
 //!   architecture to a CUBIN behind a generated prelude of shared constants;
 //!   [`compile_all`] does only that, so it runs without a GPU.
-//! - `launch.rs`: launch shapes, element-count limits, the loaded [`cudarc`] functions.
+//! - `table.rs`: the one list of kernels (file → kernel names), from which both the
+//!   compile step's sources and the loaded-function table are generated, and the
+//!   constants kernels and launchers share.
+//! - `launch.rs`: launch shapes, element-count limits, loading the [`cudarc`] functions.
+//! - `packed.rs`: `impl PackedBackend for CudaBackend`: the packed ops, with the
+//!   per-trial parameter tables staged on the stream and `blockIdx.y` as the trial;
+//!   cuBLAS's strided batched GEMM for the products.
 //! - one launcher file per op family, as in `cpu/`: `elementwise.rs`, `norm.rs`,
 //!   `loss.rs`, `optim.rs`, `reduce.rs`; and `matmul.rs`, whose `column_major` is the
 //!   one place where our row-major product becomes cuBLAS's column-major one.
@@ -54,17 +60,20 @@ mod loss;
 mod matmul;
 mod norm;
 mod optim;
+mod packed;
 mod reduce;
+mod table;
 
 pub use compile::{CompiledKernel, compile_all, nvrtc_version};
+pub use packed::{MAX_GROUP, SCRATCH_BYTES_PER_TRIAL};
 
-use crate::error::check_len;
 use crate::{Error, Result};
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{CudaContext, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits};
-use launch::{Kernels, PARTIAL_BLOCKS, driver};
+use launch::{Kernels, driver};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
+use table::PARTIAL_BLOCKS;
 
 /// Fails with [`Error::Unavailable`] unless the CUDA driver library can be loaded.
 fn require_driver() -> Result<()> {
@@ -198,6 +207,8 @@ pub struct CudaBackend {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     scratch: Mutex<Scratch>,
+    /// The packed ops' per-trial tables, once `reserve_group` made them.
+    packed: Mutex<Option<packed::PackedScratch>>,
 }
 
 impl fmt::Debug for CudaBackend {
@@ -250,6 +261,7 @@ impl CudaBackend {
             stream,
             blas,
             scratch: Mutex::new(scratch),
+            packed: Mutex::new(None),
         })
     }
 
@@ -365,7 +377,7 @@ impl CudaBackend {
         dst: &mut CudaSlice<T>,
         host: &[T],
     ) -> Result<()> {
-        check_len(op, "dst", dst.len(), host.len())?;
+        crate::shape::write(op, dst.len(), host.len())?;
         if host.is_empty() {
             return Ok(());
         }

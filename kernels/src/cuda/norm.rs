@@ -44,7 +44,7 @@ impl CudaBackend {
                     .arg(&eps);
                 // SAFETY: batchnorm_eval(x, y, gamma, beta, running_mean, running_var,
                 // rows, cols, eps) in type and order; x and y hold rows × cols floats,
-                // the four per-feature buffers cols (checked by the caller).
+                // the four per-feature buffers cols (`crate::shape`, checked before the call).
                 unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching batchnorm_eval"))?;
             }
             BatchNormMode::Train { .. } | BatchNormMode::TrainFrozen => {
@@ -70,7 +70,7 @@ impl CudaBackend {
                 // SAFETY: batchnorm_train(x, y, gamma, beta, running_mean, running_var,
                 // xhat, invstd, rows, cols, eps, update_running, momentum) in type and
                 // order (eps and momentum are doubles); x, y and xhat hold rows × cols
-                // floats, the five per-feature buffers cols (checked by the caller); the
+                // floats, the five per-feature buffers cols (`crate::shape`, checked before the call); the
                 // grid has one (COL_TILE × ROW_THREADS) block per COL_TILE columns, the
                 // shape the kernel's shared-memory reduction assumes.
                 unsafe { launch.launch(grid_columns(cols32)) }
@@ -115,7 +115,7 @@ impl CudaBackend {
             .arg(&cols);
         // SAFETY: batchnorm_backward(dy, xhat, gamma, invstd, dx, dgamma, dbeta, rows,
         // cols) in type and order; dy, xhat and dx hold rows × cols floats, the four
-        // per-feature buffers cols (checked by the caller); one (COL_TILE × ROW_THREADS)
+        // per-feature buffers cols (`crate::shape`, checked before the call); one (COL_TILE × ROW_THREADS)
         // block per COL_TILE columns, as the kernel's reduction assumes.
         unsafe { launch.launch(grid_columns(cols)) }
             .map_err(driver("launching batchnorm_backward"))?;

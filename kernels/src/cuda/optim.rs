@@ -32,7 +32,7 @@ impl CudaBackend {
             .arg(&mu)
             .arg(&wd);
         // SAFETY: sgd_step(w, g, v, len, lr, mu, wd) in type and order; w, g and
-        // velocity hold len floats (checked by the caller).
+        // velocity hold len floats (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching sgd_step"))?;
         Ok(())
     }
@@ -75,7 +75,7 @@ impl CudaBackend {
             .arg(&eps)
             .arg(&wd);
         // SAFETY: adam_step(w, g, m, v, len, step_size, inv_sqrt_bc2, b1, b2, eps, wd)
-        // in type and order; w, g, m and v hold len floats (checked by the caller).
+        // in type and order; w, g, m and v hold len floats (`crate::shape`, checked before the call).
         unsafe { launch.launch(grid_1d(n)) }.map_err(driver("launching adam_step"))?;
         Ok(())
     }

@@ -24,7 +24,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().sum_rows);
         launch.arg(x).arg(&rows).arg(&cols).arg(out);
         // SAFETY: sum_rows(x, rows, cols, out) in type and order; x holds rows × cols
-        // floats and out cols (checked by the caller); one (COL_TILE × ROW_THREADS) block
+        // floats and out cols (`crate::shape`, checked before the call); one (COL_TILE × ROW_THREADS) block
         // per COL_TILE columns, as the kernel's reduction assumes.
         unsafe { launch.launch(grid_columns(cols)) }.map_err(driver("launching sum_rows"))?;
         Ok(())
@@ -42,7 +42,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().moments_partial);
         launch.arg(x).arg(&n).arg(partials);
         // SAFETY: moments_partial(x, len, partials) in type and order; x holds n floats
-        // (checked by the caller); the grid has at most PARTIAL_BLOCKS blocks of BLOCK
+        // (`crate::shape`, checked before the call); the grid has at most PARTIAL_BLOCKS blocks of BLOCK
         // threads and partials holds 4 × PARTIAL_BLOCKS doubles, of which the kernel
         // writes 4 × gridDim.x.
         unsafe { launch.launch(cfg) }.map_err(driver("launching moments_partial"))?;
@@ -65,7 +65,7 @@ impl CudaBackend {
         launch.arg(&scratch.partials).arg(&blocks).arg(acc);
         // SAFETY: grad_stats_finish(partials, blocks, acc) in type and order; partials
         // holds the 4 × blocks doubles just written on this stream, acc 2 floats
-        // (checked by the caller); one block of BLOCK threads, as its reduction assumes.
+        // (`crate::shape`, checked before the call); one block of BLOCK threads, as its reduction assumes.
         unsafe { launch.launch(one_block()) }.map_err(driver("launching grad_stats_finish"))?;
         Ok(())
     }
@@ -107,7 +107,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().sq_dist_partial);
         launch.arg(a).arg(b).arg(&n).arg(&mut scratch.partials);
         // SAFETY: sq_dist_partial(a, b, len, partials) in type and order; a and b hold
-        // n floats (checked by the caller); at most PARTIAL_BLOCKS blocks, each writing
+        // n floats (`crate::shape`, checked before the call); at most PARTIAL_BLOCKS blocks, each writing
         // one of the 4 × PARTIAL_BLOCKS partials.
         unsafe { launch.launch(cfg) }.map_err(driver("launching sq_dist_partial"))?;
         let partials = self.read_back(&scratch.partials, cfg.grid_dim.0 as usize, "sq_dist")?;
@@ -136,7 +136,7 @@ impl CudaBackend {
         let mut launch = self.stream.launch_builder(&self.kernels().dead_columns);
         launch.arg(x).arg(&rows).arg(&cols).arg(&mut scratch.dead);
         // SAFETY: dead_columns(x, rows, cols, dead) in type and order; x holds rows ×
-        // cols floats (checked by the caller) and dead one word, zeroed just before on
+        // cols floats (`crate::shape`, checked before the call) and dead one word, zeroed just before on
         // this stream; one (COL_TILE × ROW_THREADS) block per COL_TILE columns.
         unsafe { launch.launch(grid_columns(cols)) }.map_err(driver("launching dead_columns"))?;
         let dead = self.read_back(&scratch.dead, 1, "dead_columns")?;

@@ -64,3 +64,32 @@ extern "C" __global__ void softmax_xent_grad(const float *logits, const unsigned
                                              unsigned int *fault) {
     softmax_xent_rows(logits, labels, rows, cols, dlogits, inv_rows, acc, fault);
 }
+
+// Packed: trial g = blockIdx.y (one block of BLOCK threads each) on its logits and
+// dlogits (`stride` apart), its labels (`labels_stride` apart, 0 when shared) and its
+// two accumulators; a trial whose on[g] is 0 is left alone.
+extern "C" __global__ void softmax_xent_loss_packed(const float *logits,
+                                                    unsigned long long stride,
+                                                    const unsigned int *labels,
+                                                    unsigned long long labels_stride,
+                                                    unsigned int rows, unsigned int cols,
+                                                    float *acc, const int *on,
+                                                    unsigned int *fault) {
+    unsigned long long g = blockIdx.y;
+    if (!on[g]) return;
+    softmax_xent_rows(logits + g * stride, labels + g * labels_stride, rows, cols, 0, 0.0f,
+                      acc + 2 * g, fault);
+}
+
+extern "C" __global__ void softmax_xent_grad_packed(const float *logits,
+                                                    unsigned long long stride,
+                                                    const unsigned int *labels,
+                                                    unsigned long long labels_stride,
+                                                    unsigned int rows, unsigned int cols,
+                                                    float *dlogits, float inv_rows, float *acc,
+                                                    const int *on, unsigned int *fault) {
+    unsigned long long g = blockIdx.y;
+    if (!on[g]) return;
+    softmax_xent_rows(logits + g * stride, labels + g * labels_stride, rows, cols,
+                      dlogits + g * stride, inv_rows, acc + 2 * g, fault);
+}

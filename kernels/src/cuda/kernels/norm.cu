@@ -8,7 +8,7 @@
 // squared deviations from it: no cancellation), x̂ and y written, 1/sqrt(var + eps)
 // saved per column, and, with `update_running`, the running statistics moved towards
 // the batch ones by `momentum` (computed in double, as on the CPU).
-extern "C" __global__ void batchnorm_train(const float *x, float *y, const float *gamma,
+__device__ void batchnorm_train_cols(const float *x, float *y, const float *gamma,
                                            const float *beta, float *running_mean,
                                            float *running_var, float *xhat, float *invstd,
                                            unsigned int rows, unsigned int cols, double eps,
@@ -54,7 +54,7 @@ extern "C" __global__ void batchnorm_train(const float *x, float *y, const float
 
 // Evaluation mode: y = (x - running_mean) * (1/sqrt(running_var + eps)) * gamma + beta,
 // all in float as on the CPU.
-extern "C" __global__ void batchnorm_eval(const float *x, float *y, const float *gamma,
+__device__ void batchnorm_eval_rows(const float *x, float *y, const float *gamma,
                                           const float *beta, const float *running_mean,
                                           const float *running_var, unsigned int rows,
                                           unsigned int cols, float eps) {
@@ -67,7 +67,7 @@ extern "C" __global__ void batchnorm_eval(const float *x, float *y, const float 
 
 // Backward with training-mode statistics:
 // dβ = Σdy, dγ = Σdy·x̂, dx = γ·invstd·(dy − Σdy/N − x̂·Σ(dy·x̂)/N).
-extern "C" __global__ void batchnorm_backward(const float *dy, const float *xhat,
+__device__ void batchnorm_backward_cols(const float *dy, const float *xhat,
                                               const float *gamma, const float *invstd,
                                               float *dx, float *dgamma, float *dbeta,
                                               unsigned int rows, unsigned int cols) {
@@ -96,4 +96,64 @@ extern "C" __global__ void batchnorm_backward(const float *dy, const float *xhat
         unsigned int i = r * cols + c;
         dx[i] = k * (dy[i] - mean_dy - xhat[i] * mean_dy_xhat);
     }
+}
+
+// The kernels: one trial, or (packed) trial g = blockIdx.y of a group with its blocks
+// `stride` apart (per-feature buffers `cols` apart), skipped when on[g] is 0.
+
+extern "C" __global__ void batchnorm_train(const float *x, float *y, const float *gamma,
+                                           const float *beta, float *running_mean,
+                                           float *running_var, float *xhat, float *invstd,
+                                           unsigned int rows, unsigned int cols, double eps,
+                                           int update_running, double momentum) {
+    batchnorm_train_cols(x, y, gamma, beta, running_mean, running_var, xhat, invstd, rows, cols,
+                         eps, update_running, momentum);
+}
+
+extern "C" __global__ void batchnorm_eval(const float *x, float *y, const float *gamma,
+                                          const float *beta, const float *running_mean,
+                                          const float *running_var, unsigned int rows,
+                                          unsigned int cols, float eps) {
+    batchnorm_eval_rows(x, y, gamma, beta, running_mean, running_var, rows, cols, eps);
+}
+
+extern "C" __global__ void batchnorm_backward(const float *dy, const float *xhat,
+                                              const float *gamma, const float *invstd,
+                                              float *dx, float *dgamma, float *dbeta,
+                                              unsigned int rows, unsigned int cols) {
+    batchnorm_backward_cols(dy, xhat, gamma, invstd, dx, dgamma, dbeta, rows, cols);
+}
+
+extern "C" __global__ void batchnorm_train_packed(
+    const float *x, float *y, unsigned long long stride, const float *gamma, const float *beta,
+    float *running_mean, float *running_var, float *xhat, float *invstd, unsigned int rows,
+    unsigned int cols, double eps, int update_running, double momentum, const int *on) {
+    unsigned int g = blockIdx.y;
+    if (!on[g]) return;
+    unsigned long long b = (unsigned long long)g * stride, f = (unsigned long long)g * cols;
+    batchnorm_train_cols(x + b, y + b, gamma + f, beta + f, running_mean + f, running_var + f,
+                         xhat + b, invstd + f, rows, cols, eps, update_running, momentum);
+}
+
+extern "C" __global__ void batchnorm_eval_packed(const float *x, float *y,
+                                                 unsigned long long stride, const float *gamma,
+                                                 const float *beta, const float *running_mean,
+                                                 const float *running_var, unsigned int rows,
+                                                 unsigned int cols, float eps, const int *on) {
+    unsigned int g = blockIdx.y;
+    if (!on[g]) return;
+    unsigned long long b = (unsigned long long)g * stride, f = (unsigned long long)g * cols;
+    batchnorm_eval_rows(x + b, y + b, gamma + f, beta + f, running_mean + f, running_var + f, rows,
+                        cols, eps);
+}
+
+extern "C" __global__ void batchnorm_backward_packed(
+    const float *dy, const float *xhat, float *dx, unsigned long long stride, const float *gamma,
+    const float *invstd, float *dgamma, float *dbeta, unsigned int rows, unsigned int cols,
+    const int *on) {
+    unsigned int g = blockIdx.y;
+    if (!on[g]) return;
+    unsigned long long b = (unsigned long long)g * stride, f = (unsigned long long)g * cols;
+    batchnorm_backward_cols(dy + b, xhat + b, gamma + f, invstd + f, dx + b, dgamma + f,
+                            dbeta + f, rows, cols);
 }

@@ -6,7 +6,7 @@
 
 // out[c] = sum over rows of x[r, c]; one (COL_TILE x ROW_THREADS) block per COL_TILE
 // columns.
-extern "C" __global__ void sum_rows(const float *x, unsigned int rows, unsigned int cols,
+__device__ void sum_rows_cols(const float *x, unsigned int rows, unsigned int cols,
                                     float *out) {
     __shared__ float partial[COL_TILE * ROW_THREADS];
     unsigned int c = blockIdx.x * COL_TILE + threadIdx.x;
@@ -19,7 +19,7 @@ extern "C" __global__ void sum_rows(const float *x, unsigned int rows, unsigned 
 
 // partials[b] = Σx, partials[n + b] = Σx², partials[2n + b] = Σ|x|, partials[3n + b] =
 // max|x| over block b's share of x (n = gridDim.x).
-extern "C" __global__ void moments_partial(const float *x, unsigned int len, double *partials) {
+__device__ void moments_partial_blocks(const float *x, unsigned int len, double *partials) {
     __shared__ double shared[BLOCK];
     double s = 0.0, s2 = 0.0, sa = 0.0, m = 0.0;
     GRID_STRIDE_LOOP(i, len) {
@@ -43,7 +43,7 @@ extern "C" __global__ void moments_partial(const float *x, unsigned int len, dou
 
 // acc[0] += sqrt(Σ partial sums of squares); acc[1] = max(acc[1], max of partial
 // maxima), from the `blocks` partials moments_partial wrote. One block of BLOCK threads.
-extern "C" __global__ void grad_stats_finish(const double *partials, unsigned int blocks,
+__device__ void grad_stats_finish_block(const double *partials, unsigned int blocks,
                                              float *acc) {
     __shared__ double shared[BLOCK];
     double s2 = 0.0, m = 0.0;
@@ -60,7 +60,7 @@ extern "C" __global__ void grad_stats_finish(const double *partials, unsigned in
 }
 
 // partials[b] = Σ(a − b)² over block b's share, in double.
-extern "C" __global__ void sq_dist_partial(const float *a, const float *b, unsigned int len,
+__device__ void sq_dist_partial_blocks(const float *a, const float *b, unsigned int len,
                                            double *partials) {
     __shared__ double shared[BLOCK];
     double s = 0.0;
@@ -74,7 +74,7 @@ extern "C" __global__ void sq_dist_partial(const float *a, const float *b, unsig
 
 // *dead += the number of columns of x (rows x cols) with no positive entry; one
 // (COL_TILE x ROW_THREADS) block per COL_TILE columns.
-extern "C" __global__ void dead_columns(const float *x, unsigned int rows, unsigned int cols,
+__device__ void dead_columns_cols(const float *x, unsigned int rows, unsigned int cols,
                                         unsigned int *dead) {
     __shared__ float partial[COL_TILE * ROW_THREADS];
     unsigned int c = blockIdx.x * COL_TILE + threadIdx.x;
@@ -84,4 +84,65 @@ extern "C" __global__ void dead_columns(const float *x, unsigned int rows, unsig
             if (x[r * cols + c] > 0.0f) alive = 1.0f;
     float alive_rows = column_sum(alive, partial);
     if (c < cols && threadIdx.y == 0 && alive_rows == 0.0f) atomicAdd(dead, 1u);
+}
+
+// The kernels: one buffer, or (packed) trial g = blockIdx.y of a group, its block
+// `stride` apart; partials of trial g at g * 4 * gridDim.x (moments) or g * gridDim.x
+// (sq_dist), accumulators at 2g, dead counts at g.
+
+extern "C" __global__ void sum_rows(const float *x, unsigned int rows, unsigned int cols,
+                                    float *out) {
+    sum_rows_cols(x, rows, cols, out);
+}
+
+extern "C" __global__ void moments_partial(const float *x, unsigned int len, double *partials) {
+    moments_partial_blocks(x, len, partials);
+}
+
+extern "C" __global__ void grad_stats_finish(const double *partials, unsigned int blocks,
+                                             float *acc) {
+    grad_stats_finish_block(partials, blocks, acc);
+}
+
+extern "C" __global__ void sq_dist_partial(const float *a, const float *b, unsigned int len,
+                                           double *partials) {
+    sq_dist_partial_blocks(a, b, len, partials);
+}
+
+extern "C" __global__ void dead_columns(const float *x, unsigned int rows, unsigned int cols,
+                                        unsigned int *dead) {
+    dead_columns_cols(x, rows, cols, dead);
+}
+
+extern "C" __global__ void sum_rows_packed(const float *x, unsigned long long stride,
+                                           unsigned int rows, unsigned int cols, float *out) {
+    unsigned long long g = blockIdx.y;
+    sum_rows_cols(x + g * stride, rows, cols, out + g * cols);
+}
+
+extern "C" __global__ void moments_partial_packed(const float *x, unsigned long long stride,
+                                                  unsigned int len, double *partials) {
+    unsigned long long g = blockIdx.y;
+    moments_partial_blocks(x + g * stride, len, partials + g * 4 * gridDim.x);
+}
+
+extern "C" __global__ void grad_stats_finish_packed(const double *partials, unsigned int blocks,
+                                                    float *acc, const int *on) {
+    unsigned long long g = blockIdx.y;
+    if (!on[g]) return;
+    grad_stats_finish_block(partials + g * 4 * blocks, blocks, acc + 2 * g);
+}
+
+extern "C" __global__ void sq_dist_partial_packed(const float *a, const float *b,
+                                                  unsigned long long stride, unsigned int len,
+                                                  double *partials) {
+    unsigned long long g = blockIdx.y;
+    sq_dist_partial_blocks(a + g * stride, b + g * stride, len, partials + g * gridDim.x);
+}
+
+extern "C" __global__ void dead_columns_packed(const float *x, unsigned long long stride,
+                                               unsigned int rows, unsigned int cols,
+                                               unsigned int *dead) {
+    unsigned long long g = blockIdx.y;
+    dead_columns_cols(x + g * stride, rows, cols, dead + g);
 }
