@@ -17,10 +17,12 @@
 //! binds and calls [`run`].
 
 pub mod auth;
+pub mod effects;
 pub mod error;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod summary;
 pub mod table;
 
 pub use auth::{Role, Tokens};
