@@ -969,7 +969,11 @@ impl Store {
                 target
             }
         };
-        let waited = tokio::time::timeout(FLUSH_TIMEOUT, done.wait_for(|&d| d >= target)).await;
+        // `wait_for`'s answer holds the channel's read lock: dropped here, before the
+        // group's lock is taken (the flusher takes them the other way round).
+        let waited = tokio::time::timeout(FLUSH_TIMEOUT, done.wait_for(|&d| d >= target))
+            .await
+            .map(|r| r.map(|_| ()));
         if let Some(cause) = self
             .group
             .state
@@ -1015,6 +1019,7 @@ impl Store {
                     g.failed.get_or_insert(cause);
                 }
                 let mut g = group.state.lock().expect("flush group lock");
+                // Never blocks on a waiter: waiters hold the channel's lock only to read.
                 group.done.send_replace(g.started);
                 if g.wanted > g.started && g.failed.is_none() {
                     g.started += 1;
