@@ -507,7 +507,7 @@ hidden = [16]
 optimizer = { kind = "sgd", lr = 0.05, momentum = 0.0 }
 seeds = [0, 1]
 [grid]
-activation = ["relu", "tanh"]
+activation = ["relu", "leaky_relu"]
 optimizer.lr = [0.05, 1000000.0]
 [gradcheck]
 layer = "none"
