@@ -243,8 +243,8 @@ fn result(stored: u32, diverged_in: Option<u32>, index: u32) -> TrialResult {
         device: "sim".into(),
         worker_name: "sim".into(),
         verdicts: vec![
-            verdict("stagnant_loss", index % 7 == 0),
-            verdict("vanishing_gradients", index % 5 == 0),
+            verdict("stagnant_loss", index.is_multiple_of(7)),
+            verdict("vanishing_gradients", index.is_multiple_of(5)),
             verdict("dead_relu", false),
             verdict("exploding_gradients", false),
             verdict("divergence", diverged_in.is_some()),
@@ -768,7 +768,7 @@ async fn check(
         ));
     }
     // Every acknowledged report stored exactly once, and nothing else.
-    let stored = stats.stored.lock().unwrap();
+    let stored = std::mem::take(&mut *stats.stored.lock().unwrap());
     let mut reports = 0;
     for d in &details {
         let index = d.trial.as_ref().map_or(0, |t| t.index);
