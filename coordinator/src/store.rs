@@ -104,7 +104,7 @@ const DERIVED: &str = "derived_version";
 pub const MAX_REPORTS_PER_CALL: usize = 4096;
 
 /// sled's page cache by default, in MiB (`coordinator --cache-mb`).
-pub const DEFAULT_CACHE_MB: u64 = 128;
+pub const DEFAULT_CACHE_MB: u64 = 32;
 
 /// How a store is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use std::time::Duration;
 #[command(
     name = "coordinator",
     version,
-    after_help = "Examples:\n  coordinator --db sweeps.db\n  coordinator --db /var/lib/gradsweep --listen 0.0.0.0:7070 \\\n      --tls-cert server.pem --tls-key server.key \\\n      --client-token-file client.token --worker-token-file worker.token\n\nOn a non-loopback address both tokens and TLS are required (or --insecure).\nHealth (grpc.health.v1.Health) and reflection need no token.\nsled's page cache: --cache-mb (or GRADSWEEP_CACHE_MB), default 128.\nLogs: RUST_LOG (default info), e.g. RUST_LOG=debug or RUST_LOG=gradsweep_coordinator=info."
+    after_help = "Examples:\n  coordinator --db sweeps.db\n  coordinator --db /var/lib/gradsweep --listen 0.0.0.0:7070 \\\n      --tls-cert server.pem --tls-key server.key \\\n      --client-token-file client.token --worker-token-file worker.token\n\nOn a non-loopback address both tokens and TLS are required (or --insecure).\nHealth (grpc.health.v1.Health) and reflection need no token.\nsled's page cache: --cache-mb (or GRADSWEEP_CACHE_MB), default 32.\nLogs: RUST_LOG (default info), e.g. RUST_LOG=debug or RUST_LOG=gradsweep_coordinator=info."
 )]
 struct Args {
     /// Address to listen on, `host:port` (a name such as `localhost:7070` is resolved;
