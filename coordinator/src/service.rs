@@ -113,6 +113,10 @@ impl Coordinator {
     }
 }
 
+/// The most reports a `ReportEpochs` call has checked and written on the async worker
+/// that received it; a larger batch goes to the blocking pool.
+const INLINE_REPORTS: usize = 64;
+
 /// Runs `f` on tokio's blocking pool (a read whose cost grows with a sweep's trials),
 /// so that it holds no async worker.
 async fn blocking<T: Send + 'static>(
@@ -504,14 +508,23 @@ impl WorkerService for Coordinator {
             }
         }
         let store = self.store.clone();
-        let (checked, stored) = tokio::task::spawn_blocking(move || {
+        let inline = checked.len() <= INLINE_REPORTS;
+        let take = move || {
             let refs: Vec<(LeaseRef, &gradsweep_proto::EpochReport)> =
                 checked.iter().map(|(_, l, r)| (*l, r)).collect();
             let stored = store.report_epochs(&refs);
             (checked, stored)
-        })
-        .await
-        .map_err(|e| status(Error::Internal(format!("a report task failed: {e}"))))?;
+        };
+        // A few reports are checked and written here (each is a map lookup and a key
+        // written; a blocking thread per call grew the pool to one thread per
+        // concurrent caller, and the memory with it); a large batch on the blocking pool.
+        let (checked, stored) = if inline {
+            take()
+        } else {
+            tokio::task::spawn_blocking(take)
+                .await
+                .map_err(|e| status(Error::Internal(format!("a report task failed: {e}"))))?
+        };
         let any = stored.iter().any(Result::is_ok);
         let flushed = if any {
             self.store.flush().await.map_err(status)
