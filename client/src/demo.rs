@@ -368,10 +368,9 @@ pub async fn run(o: Options) -> Result<String> {
     .await?;
     out.push_str(&crate::render::table(&table, crate::render::Format::Table));
     let _ = writeln!(out);
-    let effects = crate::effects(&mut client, id, "test_accuracy", false).await?;
-    out.push_str(&crate::render::effects(
+    let effects = crate::effects::effects(&mut client, id, "test_accuracy", false).await?;
+    out.push_str(&crate::effects::render(
         &effects,
-        "test_accuracy",
         crate::render::Format::Table,
     ));
 

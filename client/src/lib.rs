@@ -7,6 +7,7 @@
 //!   one-line error when nothing answers there or TLS is on one side only.
 //! - [`render`]: tables as text, Markdown, CSV and JSON (the coordinator aggregates; this
 //!   crate only formats what `GetTable` returns).
+//! - [`effects`]: `sweep table --effects` over GetEffects.
 //! - [`export`]: `sweep trials` and `sweep export`, streamed row by row (CSV, JSON lines).
 //! - [`json`]: `--format json` of `sweep ls`, `sweep status` and `sweep trial`.
 //! - [`trial_view`]: the one rendering of a trial's results (`sweep trial`, `worker train`).
@@ -14,6 +15,7 @@
 //!   (one self-contained HTML page).
 
 pub mod demo;
+pub mod effects;
 pub mod export;
 pub mod json;
 pub mod plot;
@@ -578,69 +580,6 @@ pub async fn watch(client: &mut Client, id: u64) -> Result<String> {
 pub async fn watch_live(client: &mut Client, id: u64) -> Result<String> {
     use std::io::IsTerminal;
     watch::watch(client, id, !std::io::stdout().is_terminal()).await
-}
-
-/// One axis's effect on a metric: the coordinator's table by that axis alone (each value
-/// aggregated over every other axis and the seeds), best value first.
-#[derive(Clone, Debug)]
-pub struct AxisEffect {
-    /// The axis key.
-    pub axis: String,
-    /// The largest minus the smallest mean over the axis's values.
-    pub spread: f64,
-    /// `(value, stat)`, largest mean first.
-    pub values: Vec<(String, MetricStat)>,
-}
-
-/// `sweep table --effects`: for each axis, `GetTable` by that axis alone; axes ranked by
-/// the spread of their means (the factor that matters most first).
-pub async fn effects(
-    client: &mut Client,
-    id: u64,
-    metric: &str,
-    best_val_epoch: bool,
-) -> Result<Vec<AxisEffect>> {
-    let sweep = get_sweep(client, id).await?;
-    let mut out = Vec::new();
-    for axis in &sweep.axes {
-        let t = table(
-            client,
-            id,
-            vec![axis.key.clone()],
-            vec![metric.to_owned()],
-            best_val_epoch,
-        )
-        .await?;
-        let mut values: Vec<(String, MetricStat)> = t
-            .rows
-            .into_iter()
-            .filter_map(|r| {
-                let v = r.values.into_iter().next()?;
-                let s = r.stats.into_iter().next()?;
-                Some((v, s))
-            })
-            .collect();
-        values.sort_by(|a, b| b.1.mean.total_cmp(&a.1.mean));
-        let means: Vec<f64> = values
-            .iter()
-            .filter(|(_, s)| s.count > 0)
-            .map(|(_, s)| s.mean)
-            .collect();
-        let spread = match (
-            means.iter().copied().reduce(f64::max),
-            means.iter().copied().reduce(f64::min),
-        ) {
-            (Some(hi), Some(lo)) => hi - lo,
-            _ => 0.0,
-        };
-        out.push(AxisEffect {
-            axis: axis.key.clone(),
-            spread,
-            values,
-        });
-    }
-    out.sort_by(|a, b| b.spread.total_cmp(&a.spread));
-    Ok(out)
 }
 
 fn now_unix_ms() -> u64 {

@@ -57,7 +57,7 @@ pub fn grid(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn cell(s: &MetricStat) -> String {
+pub(crate) fn cell(s: &MetricStat) -> String {
     if s.count == 0 {
         return "— (0)".into();
     }
@@ -83,7 +83,7 @@ pub fn excluded(r: &gradsweep_proto::TableRow) -> String {
     .join(", ")
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -92,15 +92,15 @@ fn csv_field(s: &str) -> String {
 }
 
 /// A std as CSV text: empty with fewer than two trials.
-fn std_text(std: Option<f64>) -> String {
+pub(crate) fn std_text(std: Option<f64>) -> String {
     std.map(|x| x.to_string()).unwrap_or_default()
 }
 
-fn json_opt(x: Option<f64>) -> serde_json::Value {
+pub(crate) fn json_opt(x: Option<f64>) -> serde_json::Value {
     x.map(json_number).unwrap_or(serde_json::Value::Null)
 }
 
-fn json_number(x: f64) -> serde_json::Value {
+pub(crate) fn json_number(x: f64) -> serde_json::Value {
     serde_json::Number::from_f64(x)
         .map(serde_json::Value::Number)
         .unwrap_or(serde_json::Value::Null)
@@ -263,69 +263,6 @@ pub fn table_with(table: &Table, format: Format, verdicts: bool) -> String {
                 "metrics": table.metrics,
                 "rows": rows,
             });
-            let mut out = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
-            out.push('\n');
-            out
-        }
-    }
-}
-
-/// Renders `sweep table --effects`: each axis (largest spread first) with its values.
-pub fn effects(effects: &[crate::AxisEffect], metric: &str, format: Format) -> String {
-    match format {
-        Format::Table | Format::Md => {
-            let mut out = format!(
-                "effect of each axis on {metric} (each value: mean ± std (n) over all other \
-                 axes and the seeds), largest spread first\n"
-            );
-            let mut rows = Vec::new();
-            for e in effects {
-                rows.push(vec![
-                    e.axis.clone(),
-                    String::new(),
-                    format!("{:.4}", e.spread),
-                ]);
-                for (v, s) in &e.values {
-                    rows.push(vec![String::new(), v.clone(), cell(s)]);
-                }
-            }
-            out.push_str(&grid(&["AXIS", "VALUE", "SPREAD / MEAN"], &rows));
-            out
-        }
-        Format::Csv => {
-            let mut out = format!("axis,spread,value,{metric}_mean,{metric}_std,{metric}_n\n");
-            for e in effects {
-                for (v, s) in &e.values {
-                    out.push_str(&format!(
-                        "{},{},{},{},{},{}\n",
-                        csv_field(&e.axis),
-                        e.spread,
-                        csv_field(v),
-                        s.mean,
-                        std_text(s.std),
-                        s.count
-                    ));
-                }
-            }
-            out
-        }
-        Format::Json => {
-            let axes: Vec<serde_json::Value> = effects
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "axis": e.axis,
-                        "spread": json_number(e.spread),
-                        "values": e.values.iter().map(|(v, s)| serde_json::json!({
-                            "value": v,
-                            "mean": json_number(s.mean),
-                            "std": json_opt(s.std),
-                            "count": s.count,
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            let doc = serde_json::json!({ "metric": metric, "axes": axes });
             let mut out = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
             out.push('\n');
             out

@@ -16,6 +16,9 @@ pub enum Error {
          exits so that it is restarted on the intact database"
     )]
     StorageFailed(String),
+    /// A flush failed (its cause); the store takes no more writes from then on.
+    #[error("storage: {0}")]
+    FlushFailed(String),
     /// Another process (a coordinator) holds the database's lock.
     #[error(
         "database {}: another coordinator holds it (stop that one, or give this one another --db)",

@@ -18,11 +18,13 @@
 //! binds and calls [`run`].
 
 pub mod auth;
+pub mod effects;
 pub mod error;
 pub mod export;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod summary;
 pub mod table;
 
 pub use auth::{Role, Tokens};

@@ -6,13 +6,23 @@
 //! sweep/trial/worker `NOT_FOUND`, a stale lease or another worker's
 //! `FAILED_PRECONDITION`, a storage failure `UNAVAILABLE` (the message begins with
 //! `storage:`), anything else `INTERNAL`. `SubmitSweep`, `ReportEpoch`, `Complete`,
-//! `Fail`, `CancelSweep` and `RetrySweep` answer only after the database is flushed.
+//! `Fail`, `CancelSweep` and `RetrySweep` answer only after the database is flushed
+//! (concurrent calls share flushes: [`Store::flush`]); `ReportEpochs` answers each of
+//! its reports on its own, after one flush for all of them.
+//!
+//! Reads whose cost grows with a sweep's trials (`GetTable`, `GetEffects`,
+//! `ListSweeps`, `ListRunning`, `GetTrial`) run on tokio's blocking pool, so that the
+//! async workers keep answering `Lease` and the reports while a table is built. Sweep
+//! counts are stored (one read), so `ListSweeps`, `GetSweep` and `WatchSweep` never
+//! read the trials; `WatchSweep` sends an event when its sweep changes (the broadcast
+//! of every state change and epoch), at most one per change, re-reading the counts
+//! once a second besides (expired leases are requeued without a broadcast).
 //!
 //! No `SweepService` answer carries a lease id (they are the workers' secrets), and only
 //! `GetSweep` carries a sweep's spec text, so that no list's size depends on the specs'.
 
-use crate::store::{NewSweep, Store};
-use crate::{Error, table};
+use crate::store::{MAX_REPORTS_PER_CALL, NewSweep, Store};
+use crate::{Error, effects, table};
 use gradsweep_proto::sweep_service_server::SweepService;
 use gradsweep_proto::worker_service_server::WorkerService;
 use gradsweep_proto::{
@@ -21,9 +31,9 @@ use gradsweep_proto::{
     GetTrialRequest, HeartbeatRequest, HeartbeatResponse, LeaseRef, LeaseRequest, LeaseResponse,
     ListRunningRequest, ListRunningResponse, ListSweepsRequest, ListSweepsResponse,
     ListTrialsRequest, RegisterRequest, RegisterResponse, ReportEpochRequest, ReportEpochResponse,
-    ReportEpochsRequest, ReportEpochsResponse, RetrySweepRequest, RetrySweepResponse, RunningTrial,
-    SubmitSweepRequest, SubmitSweepResponse, Sweep, SweepEvent, SweepState, Table, TrialDetail,
-    TrialExport, TrialState, TrialSummary, WatchSweepRequest,
+    ReportEpochsRequest, ReportEpochsResponse, ReportOutcome, RetrySweepRequest,
+    RetrySweepResponse, RunningTrial, SubmitSweepRequest, SubmitSweepResponse, Sweep, SweepEvent,
+    SweepState, Table, TrialDetail, TrialExport, TrialState, TrialSummary, WatchSweepRequest,
 };
 use gradsweep_spec::SweepSpec;
 use std::sync::Arc;
@@ -46,7 +56,9 @@ pub fn status(e: Error) -> Status {
         Error::StaleLease { .. } | Error::NotLeaseHolder { .. } => {
             Status::failed_precondition(message)
         }
-        Error::Storage(_) | Error::StorageFailed(_) => Status::unavailable(message),
+        Error::Storage(_) | Error::StorageFailed(_) | Error::FlushFailed(_) => {
+            Status::unavailable(message)
+        }
         Error::NoSweep(_) | Error::NoTrial(..) | Error::NoWorker(_) => Status::not_found(message),
         Error::Spec(_) | Error::BadRequest(_) => Status::invalid_argument(message),
         _ => Status::internal(message),
@@ -101,6 +113,21 @@ impl Coordinator {
     }
 }
 
+/// The most reports a `ReportEpochs` call has checked and written on the async worker
+/// that received it; a larger batch goes to the blocking pool.
+const INLINE_REPORTS: usize = 64;
+
+/// Runs `f` on tokio's blocking pool (a read whose cost grows with a sweep's trials),
+/// so that it holds no async worker.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| status(Error::Internal(format!("a read task failed: {e}"))))?
+        .map_err(status)
+}
+
 fn lease_of(lease: Option<LeaseRef>) -> Result<LeaseRef, Status> {
     lease.ok_or_else(|| Status::invalid_argument("lease: missing"))
 }
@@ -153,13 +180,9 @@ impl SweepService for Coordinator {
         &self,
         _: Request<ListSweepsRequest>,
     ) -> Result<Response<ListSweepsResponse>, Status> {
-        let sweeps = self
-            .store
-            .sweeps()
-            .map_err(status)?
-            .into_iter()
-            .map(listed)
-            .collect();
+        let store = self.store.clone();
+        let sweeps = blocking(move || store.sweeps()).await?;
+        let sweeps = sweeps.into_iter().map(listed).collect();
         Ok(Response::new(ListSweepsResponse { sweeps }))
     }
 
@@ -168,23 +191,32 @@ impl SweepService for Coordinator {
         request: Request<ListRunningRequest>,
     ) -> Result<Response<ListRunningResponse>, Status> {
         let id = request.into_inner().sweep_id;
-        self.store.sweep(id).map_err(status)?;
-        let trials = self.store.trials_of(id).map_err(status)?;
-        let trials = trials
-            .into_iter()
-            .filter(|t| t.state() == TrialState::Leased)
-            .map(|t| {
-                let worker = self.store.worker(t.worker_id).ok();
-                RunningTrial {
+        let store = self.store.clone();
+        let trials = blocking(move || {
+            store.sweep(id)?;
+            let mut out = Vec::new();
+            for summary in store.summaries(id) {
+                let summary = summary?;
+                if summary.state() != TrialState::Leased {
+                    continue;
+                }
+                let t = store.trial((id, summary.index))?;
+                if t.state() != TrialState::Leased {
+                    continue;
+                }
+                let worker = store.worker(t.worker_id).ok();
+                out.push(RunningTrial {
                     index: t.index,
                     key: t.key,
                     worker_id: t.worker_id,
                     worker_name: worker.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
                     device: worker.map(|w| w.device).unwrap_or_default(),
                     lease_deadline_unix_ms: t.lease_deadline_unix_ms,
-                }
-            })
-            .collect();
+                });
+            }
+            Ok(out)
+        })
+        .await?;
         Ok(Response::new(ListRunningResponse { trials }))
     }
 
@@ -224,9 +256,21 @@ impl SweepService for Coordinator {
 
     async fn get_effects(
         &self,
-        _request: Request<GetEffectsRequest>,
+        request: Request<GetEffectsRequest>,
     ) -> Result<Response<Effects>, Status> {
-        Err(Status::unimplemented("GetEffects is not implemented yet"))
+        let r = request.into_inner();
+        let store = self.store.clone();
+        let effects = blocking(move || {
+            let sweep = store.sweep(r.sweep_id)?;
+            effects::build(
+                &sweep,
+                store.summaries(r.sweep_id),
+                &r.metric,
+                r.best_val_epoch,
+            )
+        })
+        .await?;
+        Ok(Response::new(effects))
     }
 
     async fn watch_sweep(
@@ -259,12 +303,14 @@ impl SweepService for Coordinator {
                 if tx.send(Ok(event)).await.is_err() || sweep.state() != SweepState::Running {
                     return;
                 }
-                // Wait for a change to this sweep (or a second), then let more pile up.
+                // The next change to this sweep (or a second, for requeued leases, which
+                // are not broadcast); the changes that came meanwhile are one event.
                 let wait = async {
                     loop {
                         match changes.recv().await {
                             Ok(c) if c.sweep_id == id => return Ok(Some(c)),
-                            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                            Ok(_) => continue,
+                            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(None),
                             Err(broadcast::error::RecvError::Closed) => return Err(()),
                         }
                     }
@@ -274,7 +320,13 @@ impl SweepService for Coordinator {
                     Ok(Ok(None)) | Err(_) => {}
                     Ok(Err(())) => return,
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                loop {
+                    match changes.try_recv() {
+                        Ok(c) if c.sweep_id == id => last = Some(c),
+                        Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -324,17 +376,18 @@ impl SweepService for Coordinator {
         request: Request<GetTableRequest>,
     ) -> Result<Response<Table>, Status> {
         let r = request.into_inner();
-        let sweep = self.store.sweep(r.sweep_id).map_err(status)?;
-        let trials = self.store.trials_of(r.sweep_id).map_err(status)?;
-        let table = table::build(
-            &sweep,
-            &trials,
-            |t| self.store.epochs((t.sweep_id, t.index)),
-            &r.rows,
-            &r.metrics,
-            r.best_val_epoch,
-        )
-        .map_err(status)?;
+        let store = self.store.clone();
+        let table = blocking(move || {
+            let sweep = store.sweep(r.sweep_id)?;
+            table::build(
+                &sweep,
+                store.summaries(r.sweep_id),
+                &r.rows,
+                &r.metrics,
+                r.best_val_epoch,
+            )
+        })
+        .await?;
         Ok(Response::new(table))
     }
 
@@ -344,10 +397,14 @@ impl SweepService for Coordinator {
     ) -> Result<Response<TrialDetail>, Status> {
         let r = request.into_inner();
         let id = (r.sweep_id, r.index);
-        let mut trial = self.store.trial(id).map_err(status)?;
-        // The lease id is the worker's secret.
-        trial.lease_id = 0;
-        let epochs = self.store.epochs(id).map_err(status)?;
+        let store = self.store.clone();
+        let (trial, epochs) = blocking(move || {
+            let mut trial = store.trial(id)?;
+            // The lease id is the worker's secret.
+            trial.lease_id = 0;
+            Ok((trial, store.epochs(id)?))
+        })
+        .await?;
         Ok(Response::new(TrialDetail {
             trial: Some(trial),
             epochs,
@@ -422,9 +479,79 @@ impl WorkerService for Coordinator {
 
     async fn report_epochs(
         &self,
-        _request: Request<ReportEpochsRequest>,
+        request: Request<ReportEpochsRequest>,
     ) -> Result<Response<ReportEpochsResponse>, Status> {
-        Err(Status::unimplemented("ReportEpochs is not implemented yet"))
+        let reports = request.into_inner().reports;
+        if reports.len() > MAX_REPORTS_PER_CALL {
+            return Err(Status::invalid_argument(format!(
+                "reports: {}, the limit is {MAX_REPORTS_PER_CALL} per call \
+                 (MAX_REPORTS_PER_CALL)",
+                reports.len()
+            )));
+        }
+        // Each report's problems are its own: a missing lease or report refuses it only.
+        let mut outcomes: Vec<Option<Status>> = vec![None; reports.len()];
+        let mut checked = Vec::with_capacity(reports.len());
+        for (i, r) in reports.into_iter().enumerate() {
+            match (r.lease, r.report) {
+                (Some(lease), Some(report)) => checked.push((i, lease, report)),
+                (None, _) => {
+                    outcomes[i] = Some(Status::invalid_argument(format!(
+                        "reports[{i}].lease: missing"
+                    )))
+                }
+                (_, None) => {
+                    outcomes[i] = Some(Status::invalid_argument(format!(
+                        "reports[{i}].report: missing"
+                    )))
+                }
+            }
+        }
+        let store = self.store.clone();
+        let inline = checked.len() <= INLINE_REPORTS;
+        let take = move || {
+            let refs: Vec<(LeaseRef, &gradsweep_proto::EpochReport)> =
+                checked.iter().map(|(_, l, r)| (*l, r)).collect();
+            let stored = store.report_epochs(&refs);
+            (checked, stored)
+        };
+        // A few reports are checked and written here (each is a map lookup and a key
+        // written; a blocking thread per call grew the pool to one thread per
+        // concurrent caller, and the memory with it); a large batch on the blocking pool.
+        let (checked, stored) = if inline {
+            take()
+        } else {
+            tokio::task::spawn_blocking(take)
+                .await
+                .map_err(|e| status(Error::Internal(format!("a report task failed: {e}"))))?
+        };
+        let any = stored.iter().any(Result::is_ok);
+        let flushed = if any {
+            self.store.flush().await.map_err(status)
+        } else {
+            Ok(())
+        };
+        for ((i, lease, report), result) in checked.iter().zip(stored) {
+            outcomes[*i] = Some(match (result, &flushed) {
+                (Ok(()), Ok(())) => {
+                    self.changed(lease, TrialState::Leased, report.epoch);
+                    Status::ok("")
+                }
+                (Ok(()), Err(s)) => s.clone(),
+                (Err(e), _) => status(e),
+            });
+        }
+        let outcomes = outcomes
+            .into_iter()
+            .map(|s| {
+                let s = s.unwrap_or_else(|| Status::internal("no outcome"));
+                ReportOutcome {
+                    code: s.code() as u32,
+                    message: s.message().to_owned(),
+                }
+            })
+            .collect();
+        Ok(Response::new(ReportEpochsResponse { outcomes }))
     }
 
     async fn report_epoch(

@@ -6,8 +6,13 @@
 //! - `sweeps`: sweep id (u64 BE) → [`Sweep`]
 //! - `trials`: sweep id (u64 BE) ‖ index (u32 BE) → [`Trial`]
 //! - `epochs`: sweep id ‖ index ‖ attempt (u32 BE) ‖ epoch (u32 BE) → [`EpochReport`]
+//! - `summaries`: same key as `trials` → [`Summary`], the trial's compact record
+//!   (state, axis values, seed, and once finished its final and best-validation epochs
+//!   and verdict flags): what tables, effects and lists read
+//! - `counts`: sweep id (u64 BE) → [`TrialCounts`], the sweep's trials per state
 //! - `workers`: worker id (u64 BE) → [`Worker`]
-//! - `meta`: `schema_version` → u32 BE; `last_sweep_id` → u64 BE
+//! - `meta`: `schema_version` → u32 BE; `last_sweep_id` → u64 BE; `derived_version` →
+//!   u32 BE (the `summaries` and `counts` trees are complete)
 //!
 //! Values are prost-encoded; fields added later (a trial's `failures`, `lost` and
 //! `history`) read as zero/empty from older records. Sweep ids are 1, 2, 3, … per
@@ -33,12 +38,30 @@
 //! `complete` is idempotent. The epochs of a trial are stored per attempt; only the
 //! current (or finishing) attempt's are read back ([`Store::epochs`]).
 //!
+//! Every transaction that changes a trial's state also rewrites its [`Summary`] and
+//! its sweep's counts, so a sweep's counts and state are one read, and a table one
+//! small record per trial. A database from before those trees (no `derived_version`)
+//! gets them computed from its trials and epochs when it is opened; on every open the
+//! counts are checked against the summaries' states (and rewritten if they differ).
+//!
 //! The store keeps, beside sled, an in-memory index of the pending trials (in lease
 //! order: oldest sweep first, then index) and of the leases' deadlines, rebuilt by
 //! [`Store::open`], which also gives every lease a fresh deadline (so a coordinator
-//! that was down longer than the TTL costs no attempt). All writes go through one
-//! mutex: the coordinator is the only writer. Durability is the caller's: call
-//! [`Store::flush`] before acknowledging what must survive a crash.
+//! that was down longer than the TTL costs no attempt). A held lease's entry also
+//! keeps what checking an epoch report needs (lease id, attempt, epochs stored, the
+//! trial's epochs and layers), so a report reads nothing but its own key. All writes go
+//! through one mutex: the coordinator is the only writer. Durability is the caller's:
+//! call [`Store::flush`] before acknowledging what must survive a crash; concurrent
+//! callers share flushes (a group commit: a flush acknowledges every write made before
+//! it started).
+//!
+//! # Memory
+//!
+//! Besides sled's page cache (bounded by [`StoreOptions::cache_bytes`]), the process
+//! holds per pending trial one entry of the pending set (its id, ~40 bytes), per held
+//! lease one entry (~64 bytes; bounded by the workers' slots), per sweep its
+//! cancelled flag and fingerprint, per registered worker its slots. Nothing is held
+//! per epoch or per finished trial.
 //!
 //! # Storage faults
 //!
@@ -51,6 +74,7 @@
 //! coordinator exits non-zero for its supervisor to restart it on the intact database.
 
 use crate::Error;
+use crate::summary::{Picks, Summary};
 use gradsweep_proto::{
     AttemptEnd, AttemptEndKind, EpochReport, FailKind, LeaseRef, RevokeReason, RevokedLease, Sweep,
     SweepState, Trial, TrialCounts, TrialLease, TrialResult, TrialState, Worker, outcome,
@@ -62,12 +86,40 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// The database layout this code reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The version of the trees derived from the trials (`summaries`, `counts`); a
+/// database without it (or with an older one) gets them rebuilt on open.
+pub const DERIVED_VERSION: u32 = 1;
+
+/// The `meta` key of [`DERIVED_VERSION`].
+const DERIVED: &str = "derived_version";
+
+/// The most reports one `ReportEpochs` call may carry.
+pub const MAX_REPORTS_PER_CALL: usize = 4096;
+
+/// sled's page cache by default, in MiB (`coordinator --cache-mb`).
+pub const DEFAULT_CACHE_MB: u64 = 32;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// sled's page cache capacity, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_MB << 20,
+        }
+    }
+}
 
 /// The longest worker name or device accepted by `Register`, in bytes.
 pub const MAX_WORKER_TEXT: usize = 256;
@@ -129,11 +181,19 @@ pub struct HeartbeatOutcome {
     pub revoked: Vec<RevokedLease>,
 }
 
-/// A held lease in the index.
+/// A held lease in the index, with what checking its epoch reports needs.
 #[derive(Debug, Clone, Copy)]
 struct Held {
     deadline: u64,
     worker: u64,
+    lease_id: u64,
+    attempt: u32,
+    /// Epochs stored for this attempt.
+    stored: u32,
+    /// The trial's epochs.
+    epochs: u32,
+    /// The trial's Linear layers.
+    layers: u32,
 }
 
 /// The in-memory index over the trials tree.
@@ -152,11 +212,11 @@ struct Index {
 }
 
 impl Index {
-    fn hold(&mut self, id: TrialId, deadline: u64, worker: u64) {
-        if let Some(old) = self.leased.insert(id, Held { deadline, worker }) {
+    fn hold(&mut self, id: TrialId, held: Held) {
+        if let Some(old) = self.leased.insert(id, held) {
             self.release_count(old.worker);
         }
-        *self.held.entry(worker).or_default() += 1;
+        *self.held.entry(held.worker).or_default() += 1;
     }
 
     fn release(&mut self, id: &TrialId) {
@@ -181,18 +241,40 @@ struct SweepInfo {
     fingerprint: String,
 }
 
+/// Flushes shared by concurrent writers (see [`Store::flush`]).
+#[derive(Default)]
+struct GroupState {
+    /// The last flush generation started.
+    started: u64,
+    /// The highest generation a waiter needs.
+    wanted: u64,
+    /// Whether a flusher is running.
+    running: bool,
+    /// A failed flush's cause: every waiter of it (and later) is refused with it.
+    failed: Option<String>,
+}
+
+struct Group {
+    state: Mutex<GroupState>,
+    /// The last flush generation finished.
+    done: watch::Sender<u64>,
+}
+
 /// The coordinator's database.
 pub struct Store {
     db: sled::Db,
     sweeps: sled::Tree,
     trials: sled::Tree,
+    summaries: sled::Tree,
+    counts: sled::Tree,
     epochs: sled::Tree,
     workers: sled::Tree,
     meta: sled::Tree,
     policy: LeasePolicy,
     index: Mutex<Index>,
     /// The first storage failure's cause, once there was one.
-    failure: watch::Sender<Option<String>>,
+    failure: Arc<watch::Sender<Option<String>>>,
+    group: Arc<Group>,
 }
 
 /// The `meta` key of the last sweep id given out (u64 BE).
@@ -243,6 +325,98 @@ fn tx_put<M: Message>(
 ) -> Result<(), ConflictableTransactionError<Error>> {
     tree.insert(key, m.encode_to_vec())?;
     Ok(())
+}
+
+/// Writes a trial and its summary (`picks`: its epochs, when it is finished).
+fn tx_trial(
+    trials: &TransactionalTree,
+    summaries: &TransactionalTree,
+    trial: &Trial,
+    picks: Option<&Picks>,
+) -> Result<(), ConflictableTransactionError<Error>> {
+    let key = trial_key((trial.sweep_id, trial.index));
+    tx_put(trials, &key, trial)?;
+    tx_put(summaries, &key, &Summary::of(trial, picks))
+}
+
+/// Changes in a sweep's counts, per state.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Delta([i64; 6]);
+
+fn slot(state: TrialState) -> usize {
+    match state {
+        TrialState::Pending | TrialState::Unspecified => 0,
+        TrialState::Leased => 1,
+        TrialState::Succeeded => 2,
+        TrialState::Diverged => 3,
+        TrialState::Failed => 4,
+        TrialState::Cancelled => 5,
+    }
+}
+
+impl Delta {
+    fn moved(&mut self, from: TrialState, to: TrialState) {
+        self.0[slot(from)] -= 1;
+        self.0[slot(to)] += 1;
+    }
+
+    fn apply(&self, c: &mut TrialCounts) {
+        for (field, d) in [
+            &mut c.pending,
+            &mut c.leased,
+            &mut c.succeeded,
+            &mut c.diverged,
+            &mut c.failed,
+            &mut c.cancelled,
+        ]
+        .into_iter()
+        .zip(self.0)
+        {
+            *field = (i64::from(*field) + d).clamp(0, i64::from(u32::MAX)) as u32;
+        }
+    }
+}
+
+/// Counts a trial of `state`.
+fn count(c: &mut TrialCounts, state: TrialState) {
+    let mut d = Delta::default();
+    d.0[slot(state)] = 1;
+    d.apply(c);
+}
+
+/// Applies `delta` to sweep `sweep`'s stored counts.
+fn tx_counts(
+    counts: &TransactionalTree,
+    sweep: u64,
+    delta: &Delta,
+) -> Result<(), ConflictableTransactionError<Error>> {
+    if *delta == Delta::default() {
+        return Ok(());
+    }
+    let key = sweep.to_be_bytes();
+    let mut c: TrialCounts = tx_get(counts, &key)?.unwrap_or_default();
+    delta.apply(&mut c);
+    tx_put(counts, &key, &c)
+}
+
+/// A one-trial move as a delta.
+fn delta(from: TrialState, to: TrialState) -> Delta {
+    let mut d = Delta::default();
+    d.moved(from, to);
+    d
+}
+
+/// Records a storage failure: one line on stderr, and the store refuses writes.
+fn record_failure(failure: &watch::Sender<Option<String>>, cause: &str) {
+    failure.send_if_modified(|f| {
+        if f.is_none() {
+            eprintln!("coordinator: storage: {cause}");
+            *f = Some(cause.to_owned());
+            true
+        } else {
+            false
+        }
+    });
 }
 
 fn untx<T>(r: Result<T, TransactionError<Error>>) -> Result<T, Error> {
@@ -492,12 +666,34 @@ impl Store {
     /// get a whole TTL to reach this coordinator again. A database of another schema
     /// version is refused, one held by another coordinator is [`Error::Locked`].
     pub fn open(path: &Path, policy: LeasePolicy) -> Result<Store, Error> {
-        Store::open_at(path, policy, now_wall_ms())
+        Store::open_with(path, policy, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with `options` (sled's cache size).
+    pub fn open_with(
+        path: &Path,
+        policy: LeasePolicy,
+        options: StoreOptions,
+    ) -> Result<Store, Error> {
+        Store::open_at_with(path, policy, now_wall_ms(), options)
     }
 
     /// [`Store::open`] at the time `now_ms`.
     pub fn open_at(path: &Path, policy: LeasePolicy, now_ms: u64) -> Result<Store, Error> {
-        let db = sled::open(path).map_err(|e| open_error(path, e))?;
+        Store::open_at_with(path, policy, now_ms, StoreOptions::default())
+    }
+
+    fn open_at_with(
+        path: &Path,
+        policy: LeasePolicy,
+        now_ms: u64,
+        options: StoreOptions,
+    ) -> Result<Store, Error> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .open()
+            .map_err(|e| open_error(path, e))?;
         let meta = db.open_tree("meta")?;
         match meta.get("schema_version")? {
             Some(v) => {
@@ -528,17 +724,31 @@ impl Store {
         if counter < largest {
             meta.insert(LAST_SWEEP_ID, &largest.to_be_bytes())?;
         }
+        let (done, _) = watch::channel(0);
         let store = Store {
             sweeps,
             trials: db.open_tree("trials")?,
+            summaries: db.open_tree("summaries")?,
+            counts: db.open_tree("counts")?,
             epochs: db.open_tree("epochs")?,
             workers: db.open_tree("workers")?,
             meta,
             db,
             policy,
             index: Mutex::new(Index::default()),
-            failure: watch::Sender::new(None),
+            failure: Arc::new(watch::Sender::new(None)),
+            group: Arc::new(Group {
+                state: Mutex::new(GroupState::default()),
+                done,
+            }),
         };
+        let derived = match store.meta.get(DERIVED)? {
+            Some(v) => u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])),
+            None => 0,
+        };
+        if derived < DERIVED_VERSION {
+            store.rebuild_derived()?;
+        }
         let mut index = Index::default();
         for entry in store.sweeps.iter() {
             let (_, v) = entry?;
@@ -558,16 +768,30 @@ impl Store {
         }
         let deadline = now_ms + policy.ttl_ms;
         let mut renewed = Vec::new();
-        for entry in store.trials.iter() {
+        // The summaries, not the trials: a few hundred bytes a trial rather than its
+        // config, history and result. Only leased trials are read whole.
+        let mut counted: HashMap<u64, TrialCounts> = HashMap::new();
+        for entry in store.summaries.iter() {
             let (k, v) = entry?;
-            let mut trial: Trial = decode(&v)?;
-            let id = (trial.sweep_id, trial.index);
-            match trial.state() {
-                TrialState::Pending => {
+            let summary: Summary = decode(&v)?;
+            let sweep = be_u64(&k[..8], "summaries key")?;
+            let id = (sweep, summary.index);
+            count(counted.entry(sweep).or_default(), summary.state());
+            match summary.state() {
+                TrialState::Pending | TrialState::Unspecified => {
                     index.pending.insert(id);
                 }
                 TrialState::Leased => {
-                    index.hold(id, deadline, trial.worker_id);
+                    let mut trial = store.trial(id)?;
+                    if trial.state() != TrialState::Leased {
+                        return Err(Error::Internal(format!(
+                            "trial {} of sweep {}: its summary says LEASED, its record {}",
+                            id.1,
+                            id.0,
+                            trial.state().as_str_name()
+                        )));
+                    }
+                    index.hold(id, store.held_of(&trial, deadline)?);
                     trial.lease_deadline_unix_ms = deadline;
                     renewed.push((k, trial.encode_to_vec()));
                 }
@@ -581,8 +805,95 @@ impl Store {
             }
             store.trials.apply_batch(batch)?;
         }
+        // The counts must say what the summaries say (they are written in the same
+        // transactions; this catches a database edited by hand or an older binary).
+        for &id in index.sweeps.keys() {
+            let found = counted.remove(&id).unwrap_or_default();
+            if store.stored_counts(id)? != found {
+                tracing::warn!(
+                    sweep = id,
+                    "stored trial counts differed from the trials; recomputed"
+                );
+                store
+                    .counts
+                    .insert(id.to_be_bytes(), found.encode_to_vec())?;
+            }
+        }
         *store.index.lock().expect("store index lock") = index;
         Ok(store)
+    }
+
+    /// Computes every trial's summary and every sweep's counts from the trials and
+    /// their epochs (a database from before those trees), then marks them complete.
+    fn rebuild_derived(&self) -> Result<(), Error> {
+        let mut counts: HashMap<u64, TrialCounts> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        let mut pending = 0;
+        for entry in self.trials.iter() {
+            let (k, v) = entry?;
+            let trial: Trial = decode(&v)?;
+            let id = (trial.sweep_id, trial.index);
+            count(counts.entry(trial.sweep_id).or_default(), trial.state());
+            let picks = if matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged) {
+                Some(self.picks(id, trial.attempt)?)
+            } else {
+                None
+            };
+            batch.insert(k, Summary::of(&trial, picks.as_ref()).encode_to_vec());
+            pending += 1;
+            if pending == 4096 {
+                self.summaries.apply_batch(std::mem::take(&mut batch))?;
+                pending = 0;
+            }
+        }
+        self.summaries.apply_batch(batch)?;
+        for entry in self.sweeps.iter() {
+            let (k, _) = entry?;
+            let id = be_u64(&k, "sweeps key")?;
+            let c = counts.remove(&id).unwrap_or_default();
+            self.counts.insert(k, c.encode_to_vec())?;
+        }
+        self.db.flush()?;
+        self.meta.insert(DERIVED, &DERIVED_VERSION.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// A sweep's stored counts (zero when none are stored).
+    fn stored_counts(&self, sweep: u64) -> Result<TrialCounts, Error> {
+        Ok(match self.counts.get(sweep.to_be_bytes())? {
+            Some(v) => decode(&v)?,
+            None => TrialCounts::default(),
+        })
+    }
+
+    /// The index entry of a leased trial: its lease, attempt and epochs stored, and
+    /// its config's epochs and layers.
+    fn held_of(&self, trial: &Trial, deadline: u64) -> Result<Held, Error> {
+        let id = (trial.sweep_id, trial.index);
+        let config = config_of(trial)?;
+        let (stored, _) = self.last_epoch(id, trial.attempt)?;
+        Ok(Held {
+            deadline,
+            worker: trial.worker_id,
+            lease_id: trial.lease_id,
+            attempt: trial.attempt,
+            stored,
+            epochs: config.epochs,
+            layers: config.hidden.len() as u32 + 1,
+        })
+    }
+
+    /// The picks of an attempt's stored epochs.
+    fn picks(&self, id: TrialId, attempt: u32) -> Result<Picks, Error> {
+        let mut prefix = trial_key(id).to_vec();
+        prefix.extend_from_slice(&attempt.to_be_bytes());
+        let reports = self
+            .epochs
+            .scan_prefix(prefix)
+            .map(|entry| decode::<EpochReport>(&entry?.1))
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Picks::of(reports))
     }
 
     /// The lease policy in force.
@@ -612,15 +923,7 @@ impl Store {
 
     /// Records a storage failure: one line on stderr, and the store refuses writes.
     fn storage_failed(&self, cause: &str) {
-        eprintln!("coordinator: storage: {cause}");
-        self.failure.send_if_modified(|f| {
-            if f.is_none() {
-                *f = Some(cause.to_owned());
-                true
-            } else {
-                false
-            }
-        });
+        record_failure(&self.failure, cause);
     }
 
     /// Runs a write: refused at once after a storage failure; a storage error it
@@ -637,22 +940,56 @@ impl Store {
         result
     }
 
-    /// Returns once every write made before the call is on disk. (sled's own
-    /// `flush_async` can wait forever when nothing else writes, so the blocking flush
-    /// runs on tokio's blocking pool; sled coalesces concurrent flushes itself, which
-    /// measured faster than queueing them behind one lock.) After a storage failure it
-    /// is refused at once; a flush that takes longer than [`FLUSH_TIMEOUT`] is one.
+    /// Returns once every write made before the call is on disk. Concurrent callers
+    /// share flushes (a group commit): one flusher at a time runs sled's blocking
+    /// flush on tokio's blocking pool (sled 0.34's `flush_async` can wait forever when
+    /// nothing else writes), and a caller is answered by the first flush that *started*
+    /// after it called, with everyone else who called before that flush began. After
+    /// a storage failure it is refused at once; a caller whose flush has not finished
+    /// within [`FLUSH_TIMEOUT`] takes that as one.
     pub async fn flush(&self) -> Result<(), Error> {
         if let Some(cause) = self.failure() {
             return Err(Error::StorageFailed(cause));
         }
-        let db = self.db.clone();
-        let flushed = tokio::time::timeout(
-            FLUSH_TIMEOUT,
-            tokio::task::spawn_blocking(move || db.flush()),
-        )
-        .await;
-        match flushed {
+        let mut done = self.group.done.subscribe();
+        let target = {
+            let mut g = self.group.state.lock().expect("flush group lock");
+            if g.running {
+                // The running flush may have started before our write: wait for the next.
+                let target = g.started + 1;
+                g.wanted = g.wanted.max(target);
+                target
+            } else {
+                g.running = true;
+                g.started += 1;
+                g.wanted = g.started;
+                let target = g.started;
+                drop(g);
+                self.start_flusher();
+                target
+            }
+        };
+        // `wait_for`'s answer holds the channel's read lock: dropped here, before the
+        // group's lock is taken (the flusher takes them the other way round).
+        let waited = tokio::time::timeout(FLUSH_TIMEOUT, done.wait_for(|&d| d >= target))
+            .await
+            .map(|r| r.map(|_| ()));
+        if let Some(cause) = self
+            .group
+            .state
+            .lock()
+            .expect("flush group lock")
+            .failed
+            .clone()
+        {
+            return Err(Error::FlushFailed(cause));
+        }
+        match waited {
+            Ok(Ok(_)) => match self.failure() {
+                Some(cause) => Err(Error::StorageFailed(cause)),
+                None => Ok(()),
+            },
+            Ok(Err(_)) => Err(Error::Internal("the flusher is gone".into())),
             Err(_) => {
                 let cause = format!(
                     "a flush did not finish within {} s",
@@ -661,9 +998,41 @@ impl Store {
                 self.storage_failed(&cause);
                 Err(Error::StorageFailed(cause))
             }
-            Ok(Err(e)) => Err(Error::Internal(format!("flush task failed: {e}"))),
-            Ok(Ok(r)) => self.write(|| r.map(|_| ()).map_err(Error::from)),
         }
+    }
+
+    /// Runs flushes on the blocking pool while writers want them.
+    fn start_flusher(&self) {
+        let db = self.db.clone();
+        let group = self.group.clone();
+        let failure = self.failure.clone();
+        tokio::task::spawn_blocking(move || {
+            loop {
+                // After a failure sled's flush may wait forever: flush no more.
+                if failure.borrow().is_none()
+                    && let Err(e) = db.flush()
+                {
+                    let line = Error::Storage(e).to_string();
+                    let cause = line.strip_prefix("storage: ").unwrap_or(&line).to_owned();
+                    record_failure(&failure, &cause);
+                    let mut g = group.state.lock().expect("flush group lock");
+                    g.failed.get_or_insert(cause);
+                }
+                let mut g = group.state.lock().expect("flush group lock");
+                // Never blocks on a waiter: waiters hold the channel's lock only to read.
+                group.done.send_replace(g.started);
+                if g.wanted > g.started && g.failed.is_none() {
+                    g.started += 1;
+                } else {
+                    g.running = false;
+                    if g.failed.is_some() {
+                        // Wake everyone: they are refused with the cause.
+                        group.done.send_replace(u64::MAX);
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     /// Writes everything to disk, blocking.
@@ -714,7 +1083,7 @@ impl Store {
                 counts: None,
                 dataset_fingerprint: String::new(),
             };
-            let records: Vec<([u8; 12], Vec<u8>)> = new
+            let records: Vec<([u8; 12], Vec<u8>, Vec<u8>)> = new
                 .trials
                 .iter()
                 .map(|t| {
@@ -728,25 +1097,45 @@ impl Store {
                         state: TrialState::Pending as i32,
                         ..Trial::default()
                     };
-                    (trial_key((id, t.index as u32)), trial.encode_to_vec())
+                    (
+                        trial_key((id, t.index as u32)),
+                        trial.encode_to_vec(),
+                        Summary::of(&trial, None).encode_to_vec(),
+                    )
                 })
                 .collect();
-            untx((&self.sweeps, &self.trials, &self.meta).transaction(
-                |(sweeps, trials, meta)| {
-                    let stored = meta.get(LAST_SWEEP_ID)?;
-                    if stored.as_deref().unwrap_or(&[0u8; 8][..]) != last.to_be_bytes() {
-                        return Err(ConflictableTransactionError::Abort(Error::Internal(
-                            "the sweep id counter changed during a submit".into(),
-                        )));
-                    }
-                    for (k, v) in &records {
-                        trials.insert(&k[..], v.as_slice())?;
-                    }
-                    tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
-                    meta.insert(LAST_SWEEP_ID, &id.to_be_bytes())?;
-                    Ok(())
-                },
-            ))?;
+            let counts = TrialCounts {
+                pending: new.trials.len() as u32,
+                ..TrialCounts::default()
+            }
+            .encode_to_vec();
+            untx(
+                (
+                    &self.sweeps,
+                    &self.trials,
+                    &self.summaries,
+                    &self.counts,
+                    &self.meta,
+                )
+                    .transaction(
+                        |(sweeps, trials, summaries, counts_tree, meta)| {
+                            let stored = meta.get(LAST_SWEEP_ID)?;
+                            if stored.as_deref().unwrap_or(&[0u8; 8][..]) != last.to_be_bytes() {
+                                return Err(ConflictableTransactionError::Abort(Error::Internal(
+                                    "the sweep id counter changed during a submit".into(),
+                                )));
+                            }
+                            for (k, v, summary) in &records {
+                                trials.insert(&k[..], v.as_slice())?;
+                                summaries.insert(&k[..], summary.as_slice())?;
+                            }
+                            tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
+                            counts_tree.insert(&id.to_be_bytes(), counts.as_slice())?;
+                            meta.insert(LAST_SWEEP_ID, &id.to_be_bytes())?;
+                            Ok(())
+                        },
+                    ),
+            )?;
             index.sweeps.insert(id, SweepInfo::default());
             index
                 .pending
@@ -776,17 +1165,7 @@ impl Store {
     }
 
     fn with_counts(&self, mut sweep: Sweep) -> Result<Sweep, Error> {
-        let mut counts = TrialCounts::default();
-        for trial in self.trials_of(sweep.id)? {
-            match trial.state() {
-                TrialState::Pending | TrialState::Unspecified => counts.pending += 1,
-                TrialState::Leased => counts.leased += 1,
-                TrialState::Succeeded => counts.succeeded += 1,
-                TrialState::Diverged => counts.diverged += 1,
-                TrialState::Failed => counts.failed += 1,
-                TrialState::Cancelled => counts.cancelled += 1,
-            }
-        }
+        let counts = self.stored_counts(sweep.id)?;
         if sweep.state() != SweepState::Cancelled {
             let open = counts.pending + counts.leased;
             sweep.set_state(if open == 0 {
@@ -797,6 +1176,27 @@ impl Store {
         }
         sweep.counts = Some(counts);
         Ok(sweep)
+    }
+
+    /// A sweep's trials' compact records, in index order: one small record per trial
+    /// (no config, history, result or layer diagnostics). A sweep that does not exist
+    /// has none.
+    pub fn summaries(
+        &self,
+        sweep: u64,
+    ) -> impl DoubleEndedIterator<Item = Result<Summary, Error>> + Send + 'static {
+        self.summaries
+            .scan_prefix(sweep.to_be_bytes())
+            .map(|entry| decode::<Summary>(&entry?.1))
+    }
+
+    /// One trial's compact record.
+    pub fn summary(&self, id: TrialId) -> Result<Summary, Error> {
+        let bytes = self
+            .summaries
+            .get(trial_key(id))?
+            .ok_or(Error::NoTrial(id.0, id.1))?;
+        decode(&bytes)
     }
 
     /// Every trial of a sweep, in index order.
@@ -857,23 +1257,35 @@ impl Store {
                 .ok_or(Error::NoSweep(sweep_id))?;
             let mut sweep: Sweep = decode(&bytes)?;
             sweep.set_state(SweepState::Cancelled);
+            // The summaries say which trials are open; only those are read whole.
             let mut open = Vec::new();
-            for trial in self.trials_of(sweep_id)? {
-                if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
-                    open.push(trial);
+            for summary in self.summaries(sweep_id) {
+                let summary = summary?;
+                if matches!(summary.state(), TrialState::Pending | TrialState::Leased) {
+                    let trial = self.trial((sweep_id, summary.index))?;
+                    if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
+                        open.push(trial);
+                    }
                 }
             }
+            let mut moved = Delta::default();
+            for trial in &open {
+                moved.moved(trial.state(), TrialState::Cancelled);
+            }
             untx(
-                (&self.sweeps, &self.trials).transaction(|(sweeps, trials)| {
-                    for trial in &open {
-                        let mut t = trial.clone();
-                        t.set_state(TrialState::Cancelled);
-                        t.lease_deadline_unix_ms = 0;
-                        tx_put(trials, &trial_key((t.sweep_id, t.index)), &t)?;
-                    }
-                    tx_put(sweeps, &sweep_id.to_be_bytes(), &sweep)?;
-                    Ok(())
-                }),
+                (&self.sweeps, &self.trials, &self.summaries, &self.counts).transaction(
+                    |(sweeps, trials, summaries, counts)| {
+                        for trial in &open {
+                            let mut t = trial.clone();
+                            t.set_state(TrialState::Cancelled);
+                            t.lease_deadline_unix_ms = 0;
+                            tx_trial(trials, summaries, &t, None)?;
+                        }
+                        tx_put(sweeps, &sweep_id.to_be_bytes(), &sweep)?;
+                        tx_counts(counts, sweep_id, &moved)?;
+                        Ok(())
+                    },
+                ),
             )?;
             for trial in &open {
                 let id = (trial.sweep_id, trial.index);
@@ -909,7 +1321,13 @@ impl Store {
                 )));
             }
             let mut chosen = Vec::new();
-            for mut t in self.trials_of(sweep_id)? {
+            let mut moved = Delta::default();
+            for summary in self.summaries(sweep_id) {
+                let summary = summary?;
+                if !matches!(summary.state(), TrialState::Failed | TrialState::Diverged) {
+                    continue;
+                }
+                let mut t = self.trial((sweep_id, summary.index))?;
                 let was = t.state();
                 if !(was == TrialState::Failed || include_diverged && was == TrialState::Diverged) {
                     continue;
@@ -941,14 +1359,18 @@ impl Store {
                 t.lease_deadline_unix_ms = 0;
                 t.result = None;
                 t.error.clear();
+                moved.moved(was, TrialState::Pending);
                 chosen.push(t);
             }
-            untx(self.trials.transaction(|trials| {
-                for t in &chosen {
-                    tx_put(trials, &trial_key((t.sweep_id, t.index)), t)?;
-                }
-                Ok(())
-            }))?;
+            untx((&self.trials, &self.summaries, &self.counts).transaction(
+                |(trials, summaries, counts)| {
+                    for t in &chosen {
+                        tx_trial(trials, summaries, t, None)?;
+                    }
+                    tx_counts(counts, sweep_id, &moved)?;
+                    Ok(())
+                },
+            ))?;
             for t in &chosen {
                 index.pending.insert((t.sweep_id, t.index));
             }
@@ -1040,21 +1462,29 @@ impl Store {
                 };
                 let lease_id = new_lease_id()?;
                 let deadline = now_ms + self.policy.ttl_ms;
-                let leased = untx(self.trials.transaction(|trials| {
-                    let key = trial_key(id);
-                    let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
-                        return Ok(None);
-                    };
-                    if trial.state() != TrialState::Pending {
-                        return Ok(None);
-                    }
-                    trial.set_state(TrialState::Leased);
-                    trial.worker_id = worker_id;
-                    trial.lease_id = lease_id;
-                    trial.lease_deadline_unix_ms = deadline;
-                    tx_put(trials, &key, &trial)?;
-                    Ok(Some(trial))
-                }));
+                let leased = untx((&self.trials, &self.summaries, &self.counts).transaction(
+                    |(trials, summaries, counts)| {
+                        let key = trial_key(id);
+                        let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
+                            return Ok(None);
+                        };
+                        if trial.state() != TrialState::Pending {
+                            return Ok(None);
+                        }
+                        let was = trial.state();
+                        trial.set_state(TrialState::Leased);
+                        trial.worker_id = worker_id;
+                        trial.lease_id = lease_id;
+                        trial.lease_deadline_unix_ms = deadline;
+                        tx_trial(trials, summaries, &trial, None)?;
+                        tx_counts(counts, id.0, &delta(was, TrialState::Leased))?;
+                        Ok(Some(trial))
+                    },
+                ))
+                .and_then(|leased| match leased {
+                    Some(trial) => Ok(Some((self.held_of(&trial, deadline)?, trial))),
+                    None => Ok(None),
+                });
                 let leased = match leased {
                     Ok(leased) => leased,
                     Err(e) => {
@@ -1062,8 +1492,8 @@ impl Store {
                         return Err(e);
                     }
                 };
-                if let Some(trial) = leased {
-                    index.hold(id, deadline, worker_id);
+                if let Some((held, trial)) = leased {
+                    index.hold(id, held);
                     let fingerprint = index
                         .sweeps
                         .get(&id.0)
@@ -1136,7 +1566,13 @@ impl Store {
                 }))?;
                 match renewed {
                     Ok(()) => {
-                        index.hold(id, deadline, worker_id);
+                        match index.leased.get_mut(&id) {
+                            Some(held) => held.deadline = deadline,
+                            None => {
+                                let held = self.held_of(&self.trial(id)?, deadline)?;
+                                index.hold(id, held);
+                            }
+                        }
                         out.renewed.push(*lease);
                     }
                     Err(reason) => out.revoked.push(RevokedLease {
@@ -1225,52 +1661,56 @@ impl Store {
         let policy = self.policy;
         let reason = cut(reason, MAX_ERROR_TEXT);
         let worker_name = self.worker_name(lease.worker_id);
-        let state = untx(self.trials.transaction(|trials| {
-            let key = trial_key(id);
-            let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
-                return abort(Error::NoTrial(id.0, id.1));
-            };
-            if !holds(&trial, lease) {
-                return abort(stale(&trial, lease));
-            }
-            trial.history.push(AttemptEnd {
-                attempt: trial.attempt,
-                kind: kind as i32,
-                worker_id: trial.worker_id,
-                worker_name: worker_name.clone(),
-                reason: reason.clone(),
-                ended_unix_ms: now_ms,
-            });
-            if kind == AttemptEndKind::Error {
-                trial.failures += 1;
-            } else {
-                trial.lost += 1;
-            }
-            trial.lease_deadline_unix_ms = 0;
-            trial.lease_id = 0;
-            if trial.failures >= policy.max_attempts {
-                trial.set_state(TrialState::Failed);
-                trial.error = if policy.max_attempts == 1 {
-                    reason.clone()
-                } else {
-                    format!("{reason} (failed {} attempts)", trial.failures)
+        let state = untx((&self.trials, &self.summaries, &self.counts).transaction(
+            |(trials, summaries, counts)| {
+                let key = trial_key(id);
+                let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
+                    return abort(Error::NoTrial(id.0, id.1));
                 };
-            } else if trial.lost >= policy.max_lost {
-                trial.set_state(TrialState::Failed);
-                trial.error = format!(
-                    "{} attempts were lost to expired leases, hand-backs or dataset \
+                if !holds(&trial, lease) {
+                    return abort(stale(&trial, lease));
+                }
+                let was = trial.state();
+                trial.history.push(AttemptEnd {
+                    attempt: trial.attempt,
+                    kind: kind as i32,
+                    worker_id: trial.worker_id,
+                    worker_name: worker_name.clone(),
+                    reason: reason.clone(),
+                    ended_unix_ms: now_ms,
+                });
+                if kind == AttemptEndKind::Error {
+                    trial.failures += 1;
+                } else {
+                    trial.lost += 1;
+                }
+                trial.lease_deadline_unix_ms = 0;
+                trial.lease_id = 0;
+                if trial.failures >= policy.max_attempts {
+                    trial.set_state(TrialState::Failed);
+                    trial.error = if policy.max_attempts == 1 {
+                        reason.clone()
+                    } else {
+                        format!("{reason} (failed {} attempts)", trial.failures)
+                    };
+                } else if trial.lost >= policy.max_lost {
+                    trial.set_state(TrialState::Failed);
+                    trial.error = format!(
+                        "{} attempts were lost to expired leases, hand-backs or dataset \
                      mismatches (the limit, --max-lost); the last: {reason}",
-                    trial.lost
-                );
-            } else {
-                trial.error = reason.clone();
-                trial.attempt += 1;
-                trial.set_state(TrialState::Pending);
-                trial.worker_id = 0;
-            }
-            tx_put(trials, &key, &trial)?;
-            Ok(trial.state())
-        }))?;
+                        trial.lost
+                    );
+                } else {
+                    trial.error = reason.clone();
+                    trial.attempt += 1;
+                    trial.set_state(TrialState::Pending);
+                    trial.worker_id = 0;
+                }
+                tx_trial(trials, summaries, &trial, None)?;
+                tx_counts(counts, id.0, &delta(was, trial.state()))?;
+                Ok(trial.state())
+            },
+        ))?;
         index.release(&id);
         if state == TrialState::Pending {
             index.pending.insert(id);
@@ -1284,43 +1724,127 @@ impl Store {
     /// refused ([`Error::BadRequest`]) and stores nothing, as is a stale lease or
     /// another worker's.
     pub fn report_epoch(&self, lease: &LeaseRef, report: &EpochReport) -> Result<(), Error> {
-        self.write(|| {
-            let _index = self.lock();
-            let id = (lease.sweep_id, lease.index);
-            let trial = self.trial(id)?;
-            check_holder(&trial, lease)?;
-            let config = config_of(&trial)?;
-            let (stored, last) = self.last_epoch(id, trial.attempt)?;
-            let bytes = report.encode_to_vec();
-            if report.epoch == stored && stored > 0 {
-                return if last.is_some_and(|b| b.as_ref() == bytes.as_slice()) {
+        self.report_epochs(&[(*lease, report)])
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("no outcome for a report".into())))
+    }
+
+    /// Stores several epoch reports (of any of the caller's leases), each checked as
+    /// [`Store::report_epoch`] checks it, in order (a later report of the same trial
+    /// sees the earlier ones), and answered on its own: a refused report stores
+    /// nothing and refuses nothing else. The accepted ones are written in one batch.
+    pub fn report_epochs(&self, reports: &[(LeaseRef, &EpochReport)]) -> Vec<Result<(), Error>> {
+        if let Some(cause) = self.failure() {
+            return reports
+                .iter()
+                .map(|_| Err(Error::StorageFailed(cause.clone())))
+                .collect();
+        }
+        let mut index = self.lock();
+        let mut outcomes = Vec::with_capacity(reports.len());
+        let mut batch = sled::Batch::default();
+        let mut accepted = 0;
+        // Per trial in this call: the epochs stored once the batch is written, and the
+        // last accepted report's bytes.
+        let mut stored: HashMap<TrialId, (u32, Vec<u8>)> = HashMap::new();
+        for (lease, report) in reports {
+            let outcome = self.check_report(&index, &stored, lease, report);
+            outcomes.push(match outcome {
+                Ok(Some((key, bytes))) => {
+                    batch.insert(&key[..], bytes.as_slice());
+                    stored.insert((lease.sweep_id, lease.index), (report.epoch, bytes));
+                    accepted += 1;
                     Ok(())
-                } else {
-                    Err(bad(format!(
-                        "epoch: {} is already stored, with other values",
-                        report.epoch
-                    )))
-                };
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            });
+        }
+        if accepted == 0 {
+            return outcomes;
+        }
+        if let Err(e) = self.epochs.apply_batch(batch) {
+            let line = Error::Storage(e).to_string();
+            let cause = line.strip_prefix("storage: ").unwrap_or(&line).to_owned();
+            self.storage_failed(&cause);
+            return outcomes
+                .into_iter()
+                .map(|o| o.and(Err(Error::FlushFailed(cause.clone()))))
+                .collect();
+        }
+        for (id, (epoch, _)) in stored {
+            if let Some(held) = index.leased.get_mut(&id) {
+                held.stored = epoch;
             }
-            if report.epoch != stored + 1 {
-                return Err(bad(format!(
-                    "epoch: {}, expected {} (epochs are reported in order from 1; {stored} \
-                     stored)",
-                    report.epoch,
-                    stored + 1
+        }
+        outcomes
+    }
+
+    /// Checks one report against the index (and what this call accepted before it):
+    /// the key and bytes to store, or `None` for an exact repeat of the last epoch.
+    #[allow(clippy::type_complexity)]
+    fn check_report(
+        &self,
+        index: &Index,
+        accepted: &HashMap<TrialId, (u32, Vec<u8>)>,
+        lease: &LeaseRef,
+        report: &EpochReport,
+    ) -> Result<Option<([u8; 20], Vec<u8>)>, Error> {
+        let id = (lease.sweep_id, lease.index);
+        let held = match index.leased.get(&id) {
+            Some(held) if held.lease_id == lease.lease_id => *held,
+            _ => {
+                // Not held under this lease: the trial's record says why.
+                let trial = self.trial(id)?;
+                check_holder(&trial, lease)?;
+                return Err(Error::Internal(format!(
+                    "trial {} of sweep {} is leased but not in the lease index",
+                    id.1, id.0
                 )));
             }
-            if report.epoch > config.epochs {
-                return Err(bad(format!(
-                    "epoch: {}, but the trial has {} epochs",
-                    report.epoch, config.epochs
-                )));
-            }
-            check_epoch_values(report, config.hidden.len() + 1)?;
-            self.epochs
-                .insert(epoch_key(id, trial.attempt, report.epoch), bytes)?;
-            Ok(())
-        })
+        };
+        if held.worker != lease.worker_id {
+            return Err(Error::NotLeaseHolder {
+                sweep: id.0,
+                index: id.1,
+                caller: lease.worker_id,
+            });
+        }
+        let stored = accepted.get(&id).map_or(held.stored, |(e, _)| *e);
+        let bytes = report.encode_to_vec();
+        if report.epoch == stored && stored > 0 {
+            let same = match accepted.get(&id) {
+                Some((_, last)) => last.as_slice() == bytes.as_slice(),
+                None => self
+                    .epochs
+                    .get(epoch_key(id, held.attempt, stored))?
+                    .is_some_and(|b| b.as_ref() == bytes.as_slice()),
+            };
+            return if same {
+                Ok(None)
+            } else {
+                Err(bad(format!(
+                    "epoch: {} is already stored, with other values",
+                    report.epoch
+                )))
+            };
+        }
+        if report.epoch != stored + 1 {
+            return Err(bad(format!(
+                "epoch: {}, expected {} (epochs are reported in order from 1; {stored} \
+                 stored)",
+                report.epoch,
+                stored + 1
+            )));
+        }
+        if report.epoch > held.epochs {
+            return Err(bad(format!(
+                "epoch: {}, but the trial has {} epochs",
+                report.epoch, held.epochs
+            )));
+        }
+        check_epoch_values(report, held.layers as usize)?;
+        Ok(Some((epoch_key(id, held.attempt, report.epoch), bytes)))
     }
 
     /// Finishes a leased trial: `SUCCEEDED`, or `DIVERGED` when the outcome says so,
@@ -1385,13 +1909,15 @@ impl Store {
                 }
             };
             check_result_values(result)?;
+            let picks = self.picks(id, trial.attempt)?;
             // Only the first finished trial of a sweep reads and writes the sweep record.
             let known = index
                 .sweeps
                 .get(&id.0)
                 .is_some_and(|s| !s.fingerprint.is_empty());
-            let fingerprint = untx((&self.sweeps, &self.trials).transaction(
-                |(sweeps, trials)| {
+            let fingerprint = untx(
+                (&self.sweeps, &self.trials, &self.summaries, &self.counts).transaction(
+                |(sweeps, trials, summaries, counts)| {
                     let key = trial_key(id);
                     let Some(mut trial) = tx_get::<Trial>(trials, &key)? else {
                         return abort(Error::NoTrial(id.0, id.1));
@@ -1399,11 +1925,13 @@ impl Store {
                     if !holds(&trial, lease) {
                         return abort(stale(&trial, lease));
                     }
+                    let was = trial.state();
                     trial.set_state(target);
                     trial.lease_deadline_unix_ms = 0;
                     trial.error.clear();
                     trial.result = Some(result.clone());
-                    tx_put(trials, &key, &trial)?;
+                    tx_trial(trials, summaries, &trial, Some(&picks))?;
+                    tx_counts(counts, id.0, &delta(was, target))?;
                     let mut fingerprint = None;
                     if !known && !result.dataset_fingerprint.is_empty() {
                         let sweep_key = id.0.to_be_bytes();
@@ -2396,5 +2924,218 @@ mod tests {
         assert_eq!(sweep.trial_count, 10_000);
         eprintln!("10,000-trial sweep parsed, expanded, stored and flushed in {took:?}");
         assert!(took.as_secs_f64() < 5.0, "{took:?}");
+    }
+
+    /// Every sweep's stored counts equal a recount of its trials' states, and every
+    /// trial's summary is what its record and epochs give.
+    fn assert_derived_consistent(store: &Store) {
+        for sweep in store.sweeps().unwrap() {
+            let mut recount = TrialCounts::default();
+            for t in store.trials_of(sweep.id).unwrap() {
+                count(&mut recount, t.state());
+                let id = (t.sweep_id, t.index);
+                let picks = matches!(t.state(), TrialState::Succeeded | TrialState::Diverged)
+                    .then(|| store.picks(id, t.attempt).unwrap());
+                assert_eq!(
+                    store.summary(id).unwrap(),
+                    Summary::of(&t, picks.as_ref()),
+                    "summary of trial {id:?}"
+                );
+            }
+            assert_eq!(
+                sweep.counts.unwrap(),
+                recount,
+                "counts of sweep {}",
+                sweep.id
+            );
+        }
+    }
+
+    /// Every kind of transition: leases, reports, completion, divergence, errors,
+    /// expiry, cancel and retry.
+    fn churn(store: &Store) -> (Sweep, Sweep) {
+        let a = submit(store);
+        let b = submit(store);
+        let w = store.register("w", "cpu", 8, 0).unwrap();
+        let l: Vec<LeaseRef> = store
+            .lease(w.id, 4, 0)
+            .unwrap()
+            .iter()
+            .map(|l| lease_ref(l, w.id))
+            .collect();
+        assert_eq!(finish(store, &l[0], "fp"), TrialState::Succeeded);
+        store.report_epoch(&l[1], &epoch(1, 2.0)).unwrap();
+        assert_eq!(
+            store.complete(&l[1], &diverged(2)).unwrap(),
+            TrialState::Diverged
+        );
+        store.fail(&l[2], FailKind::Error, "boom", 1).unwrap();
+        // l[3] expires.
+        assert_eq!(store.expire(5_000).unwrap(), 1);
+        let again: Vec<LeaseRef> = store
+            .lease(w.id, 4, 5_000)
+            .unwrap()
+            .iter()
+            .map(|l| lease_ref(l, w.id))
+            .collect();
+        assert!(!again.is_empty());
+        store
+            .fail(&again[0], FailKind::Error, "boom", 5_001)
+            .unwrap();
+        store.cancel(b.id).unwrap();
+        store.retry(a.id, true, 6_000).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn counts_and_summaries_follow_every_transition() {
+        let dir = TempDir::new("derived");
+        let store = open(&dir);
+        let (a, b) = churn(&store);
+        assert_derived_consistent(&store);
+        let sa = store.sweep(a.id).unwrap();
+        assert_eq!(sa.state(), SweepState::Running);
+        assert_eq!(
+            store.sweep(b.id).unwrap().counts.unwrap().cancelled
+                + store.sweep(b.id).unwrap().counts.unwrap().leased,
+            4
+        );
+        // The compact records come in index order.
+        let indices: Vec<u32> = store.summaries(a.id).map(|s| s.unwrap().index).collect();
+        assert_eq!(indices, [0, 1, 2, 3]);
+        assert_eq!(store.summaries(999).count(), 0);
+    }
+
+    #[test]
+    fn a_database_without_counts_or_summaries_gets_them_on_open() {
+        let dir = TempDir::new("migrate");
+        let (a, b, before) = {
+            let store = open(&dir);
+            let (a, b) = churn(&store);
+            // A finished trial with a best epoch that is not its last.
+            let w = store.register("w2", "cpu", 1, 7_000).unwrap();
+            let l = lease_ref(&store.lease(w.id, 1, 7_000).unwrap()[0], w.id);
+            let mut e1 = epoch(1, 2.0);
+            e1.val_accuracy = 0.75;
+            store.report_epoch(&l, &e1).unwrap();
+            store.report_epoch(&l, &epoch(2, 1.0)).unwrap();
+            store.complete(&l, &completed("fp")).unwrap();
+            let before: Vec<Summary> = store
+                .summaries(a.id)
+                .chain(store.summaries(b.id))
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                before[l.index as usize]
+                    .best_val_epoch
+                    .as_ref()
+                    .unwrap()
+                    .epoch,
+                1
+            );
+            store.flush_blocking().unwrap();
+            (a, b, before)
+        };
+        {
+            // As a coordinator from before the derived trees left it.
+            let db = sled::open(&dir.0).unwrap();
+            db.drop_tree("summaries").unwrap();
+            db.drop_tree("counts").unwrap();
+            db.open_tree("meta").unwrap().remove(DERIVED).unwrap();
+            db.flush().unwrap();
+        }
+        let store = reopen(&dir, 10_000);
+        let after: Vec<Summary> = store
+            .summaries(a.id)
+            .chain(store.summaries(b.id))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(after, before);
+        assert_derived_consistent(&store);
+        assert!(store.sweep(a.id).unwrap().counts.unwrap().succeeded >= 1);
+        // Counts that disagree with the trials are recomputed on open.
+        drop(store);
+        {
+            let db = sled::open(&dir.0).unwrap();
+            db.open_tree("counts")
+                .unwrap()
+                .insert(a.id.to_be_bytes(), TrialCounts::default().encode_to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = reopen(&dir, 10_000);
+        assert_derived_consistent(&store);
+    }
+
+    #[test]
+    fn a_batch_of_reports_answers_each_on_its_own() {
+        let dir = TempDir::new("batch");
+        let store = open(&dir);
+        submit(&store);
+        let w = store.register("w", "cpu", 2, 0).unwrap();
+        let l: Vec<LeaseRef> = store
+            .lease(w.id, 2, 0)
+            .unwrap()
+            .iter()
+            .map(|l| lease_ref(l, w.id))
+            .collect();
+        let stale = LeaseRef {
+            lease_id: l[0].lease_id ^ 1,
+            ..l[0]
+        };
+        let other = LeaseRef {
+            worker_id: w.id + 1,
+            ..l[1]
+        };
+        let (e1, e2, e3, bad) = (epoch(1, 2.0), epoch(2, 1.0), epoch(3, 1.0), epoch(1, -1.0));
+        let outcomes = store.report_epochs(&[
+            (l[0], &e1),
+            (stale, &e2),
+            (l[0], &e2),
+            (l[1], &bad),
+            (other, &e1),
+            (l[0], &e2),
+            (l[0], &e3),
+            (l[1], &e1),
+        ]);
+        let kinds: Vec<String> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(()) => "ok".into(),
+                Err(Error::StaleLease { .. }) => "stale".into(),
+                Err(Error::NotLeaseHolder { .. }) => "other".into(),
+                Err(Error::BadRequest(m)) => m.split(':').next().unwrap().to_owned(),
+                Err(e) => panic!("{e}"),
+            })
+            .collect();
+        // A repeat of the epoch just accepted (same values) is taken, as a retry.
+        assert_eq!(
+            kinds,
+            [
+                "ok",
+                "stale",
+                "ok",
+                "train_loss",
+                "other",
+                "ok",
+                "epoch",
+                "ok"
+            ]
+        );
+        assert_eq!(
+            store.epochs((l[0].sweep_id, l[0].index)).unwrap(),
+            [e1.clone(), e2.clone()]
+        );
+        assert_eq!(store.epochs((l[1].sweep_id, l[1].index)).unwrap(), [e1]);
+        // The index knows what is stored: the next epochs follow on.
+        store.report_epoch(&l[1], &e2).unwrap();
+        assert_eq!(
+            store.complete(&l[0], &completed("fp")).unwrap(),
+            TrialState::Succeeded
+        );
+        assert_eq!(
+            store.complete(&l[1], &completed("fp")).unwrap(),
+            TrialState::Succeeded
+        );
     }
 }

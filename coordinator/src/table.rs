@@ -2,14 +2,14 @@
 //! mean ± std (sample standard deviation) over the `SUCCEEDED` trials of the row — over
 //! seeds and over the axes not chosen.
 //!
-//! A trial contributes its final epoch, or its best-validation-accuracy epoch on
-//! request. Diverged, failed and unfinished trials contribute nothing (their count is
-//! missing from `count`).
+//! A trial contributes its final epoch, or its best-validation-accuracy epoch (the
+//! earliest on ties) on request. Diverged, failed and unfinished trials contribute
+//! nothing (their count is missing from `count`). Built in one pass over the sweep's
+//! compact records ([`Summary`]): no epoch is read.
 
 use crate::Error;
-use gradsweep_proto::{
-    EpochReport, MetricStat, Sweep, Table, TableRow, Trial, TrialState, VerdictCount,
-};
+use crate::summary::Summary;
+use gradsweep_proto::{EpochReport, MetricStat, Sweep, Table, TableRow, TrialState, VerdictCount};
 use std::collections::BTreeMap;
 
 /// The metrics a table can show: the six numbers of every epoch, and `penalty`.
@@ -37,13 +37,11 @@ pub fn metric(report: &EpochReport, metric: &str) -> Option<f64> {
     })
 }
 
-/// Builds the table of `sweep`: `rows` are axis keys (empty: every axis), `metrics` are
-/// names from [`METRICS`] (empty: the six numbers); `epochs(trial)` gives a finished
-/// trial's stored epochs.
+/// Builds the table of `sweep` from its trials' summaries: `rows` are axis keys
+/// (empty: every axis), `metrics` are names from [`METRICS`] (empty: the six numbers).
 pub fn build(
     sweep: &Sweep,
-    trials: &[Trial],
-    mut epochs: impl FnMut(&Trial) -> Result<Vec<EpochReport>, Error>,
+    trials: impl IntoIterator<Item = Result<Summary, Error>>,
     rows: &[String],
     metrics: &[String],
     best_val_epoch: bool,
@@ -88,13 +86,14 @@ pub fn build(
     type Group = (Vec<Vec<f64>>, [u32; 4], Vec<VerdictCount>);
     let mut groups: BTreeMap<Vec<u32>, Group> = BTreeMap::new();
     for trial in trials {
+        let trial = trial?;
         let key: Vec<u32> = chosen
             .iter()
             .map(|&a| trial.choice.get(a).copied().unwrap_or(0))
             .collect();
         let (values, excluded, verdicts) = groups.entry(key).or_default();
         if matches!(trial.state(), TrialState::Succeeded | TrialState::Diverged) {
-            count_verdicts(verdicts, trial);
+            count_verdicts(verdicts, &trial);
         }
         let slot = match trial.state() {
             TrialState::Succeeded => None,
@@ -107,15 +106,7 @@ pub fn build(
             excluded[slot] += 1;
             continue;
         }
-        let reports = epochs(trial)?;
-        let pick = if best_val_epoch {
-            reports
-                .iter()
-                .max_by(|a, b| a.val_accuracy.total_cmp(&b.val_accuracy))
-        } else {
-            reports.last()
-        };
-        if let Some(report) = pick {
+        if let Some(report) = trial.pick(best_val_epoch) {
             values.push(
                 metrics
                     .iter()
@@ -168,8 +159,8 @@ pub fn build(
 }
 
 /// Adds a finished trial's verdicts to a row's counts (in the order first reported).
-fn count_verdicts(counts: &mut Vec<VerdictCount>, trial: &Trial) {
-    for v in trial.result.iter().flat_map(|r| &r.verdicts) {
+fn count_verdicts(counts: &mut Vec<VerdictCount>, trial: &Summary) {
+    for v in &trial.verdicts {
         let i = match counts.iter().position(|c| c.name == v.name) {
             Some(i) => i,
             None => {
@@ -202,7 +193,8 @@ pub fn mean_std(xs: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gradsweep_proto::Axis;
+    use crate::summary::Picks;
+    use gradsweep_proto::{Axis, Trial};
 
     fn sweep() -> Sweep {
         Sweep {
@@ -249,6 +241,14 @@ mod tests {
         ])
     }
 
+    /// The trials' summaries, with `epochs` as their stored epochs.
+    fn sums(trials: &[Trial]) -> Vec<Result<Summary, Error>> {
+        trials
+            .iter()
+            .map(|t| Ok(Summary::of(t, Some(&Picks::of(epochs(t).unwrap())))))
+            .collect()
+    }
+
     fn trials() -> Vec<Trial> {
         vec![
             trial(0, [0, 0], TrialState::Succeeded),
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn rows_aggregate_over_seeds_and_other_axes() {
         let m = vec!["test_accuracy".to_string()];
-        let t = build(&sweep(), &trials(), epochs, &[], &m, false).unwrap();
+        let t = build(&sweep(), sums(&trials()), &[], &m, false).unwrap();
         assert_eq!(t.axes, ["activation", "batchnorm"]);
         assert_eq!(t.rows.len(), 4);
         assert_eq!(t.rows[0].values, ["relu", "false"]);
@@ -284,34 +284,18 @@ mod tests {
         assert_eq!((t.rows[0].diverged, t.rows[0].failed), (0, 0));
 
         // One axis: the other is aggregated over.
-        let t = build(
-            &sweep(),
-            &trials(),
-            epochs,
-            &["activation".into()],
-            &m,
-            false,
-        )
-        .unwrap();
+        let t = build(&sweep(), sums(&trials()), &["activation".into()], &m, false).unwrap();
         assert_eq!(t.rows.len(), 2);
         assert_eq!(t.rows[1].values, ["tanh"]);
         assert_eq!(t.rows[1].stats[0].count, 2);
         assert!((t.rows[1].stats[0].mean - 0.45).abs() < 1e-12);
 
         // Best validation epoch.
-        let t = build(
-            &sweep(),
-            &trials(),
-            epochs,
-            &["activation".into()],
-            &m,
-            true,
-        )
-        .unwrap();
+        let t = build(&sweep(), sums(&trials()), &["activation".into()], &m, true).unwrap();
         assert_eq!(t.rows[0].stats[0].mean, 0.0);
 
         // The six numbers by default.
-        let t = build(&sweep(), &trials(), epochs, &[], &[], false).unwrap();
+        let t = build(&sweep(), sums(&trials()), &[], &[], false).unwrap();
         assert_eq!(t.metrics.len(), 6);
     }
 
@@ -335,7 +319,7 @@ mod tests {
                 ..TrialResult::default()
             });
         }
-        let t = build(&sweep(), &trials, epochs, &[], &[], false).unwrap();
+        let t = build(&sweep(), sums(&trials), &[], &[], false).unwrap();
         let counts = |row: usize| -> Vec<(String, u32, u32)> {
             t.rows[row]
                 .verdicts
@@ -357,14 +341,14 @@ mod tests {
 
     #[test]
     fn bad_requests_name_the_field() {
-        let e = build(&sweep(), &trials(), epochs, &["colour".into()], &[], false)
+        let e = build(&sweep(), sums(&trials()), &["colour".into()], &[], false)
             .unwrap_err()
             .to_string();
         assert_eq!(
             e,
             "rows: \"colour\" is not an axis of sweep 7; its axes are activation, batchnorm"
         );
-        let e = build(&sweep(), &trials(), epochs, &[], &["f1".into()], false)
+        let e = build(&sweep(), sums(&trials()), &[], &["f1".into()], false)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("metrics: unknown metric \"f1\"; expected one of train_loss"));

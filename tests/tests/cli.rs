@@ -518,3 +518,81 @@ async fn status_names_the_workers_and_their_trials() {
     assert!(status.contains(&expected), "{expected:?} not in {status}");
     assert!(status.contains("running    2"), "{status}");
 }
+
+/// A learning rate at which every trial diverges in its first epoch.
+const DIVERGING_SPEC: &str = r#"
+name = "cli-diverging"
+dataset = "synthetic:glyphs-tiny"
+epochs = 2
+batch_size = 32
+hidden = [16]
+optimizer = { kind = "sgd", lr = 0.05, momentum = 0.0 }
+seeds = [0, 1]
+[grid]
+activation = ["relu", "leaky_relu"]
+optimizer.lr = [0.05, 1000000.0]
+[gradcheck]
+layer = "none"
+"#;
+
+#[test]
+fn effects_rank_first_an_axis_whose_value_always_diverges() {
+    let db = TempDir::new("effects-diverging");
+    let (_coordinator, addr) = coordinator(&db.0.join("db"), "127.0.0.1:0", "5s");
+    let spec = db.0.join("spec.toml");
+    std::fs::write(&spec, DIVERGING_SPEC).unwrap();
+    let _worker = worker(&addr, "cli-w", 2);
+    let o = sweep(&addr, &["submit", spec.to_str().unwrap(), "--watch"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    let id = out
+        .strip_prefix("submitted sweep ")
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    assert!(out.contains("4 succeeded, 4 diverged"), "{out}");
+
+    let o = sweep(&addr, &["table", &id, "--effects", "--format", "json"]);
+    assert!(o.status.success(), "{o:?}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let axes = json["axes"].as_array().unwrap();
+    // The learning rate ranks first: all of its worst value's trials diverged.
+    assert_eq!(axes[0]["axis"], "optimizer.lr", "{json}");
+    assert_eq!(axes[0]["lost_fraction"], 1.0, "{json}");
+    let values = axes[0]["values"].as_array().unwrap();
+    assert_eq!(
+        (values[0]["count"].as_u64(), values[0]["diverged"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(
+        (values[1]["count"].as_u64(), values[1]["diverged"].as_u64()),
+        (Some(0), Some(4))
+    );
+    assert!(
+        values[1]["mean"].is_null() && values[1]["std"].is_null(),
+        "{json}"
+    );
+    // Only one value has a mean: no spread.
+    assert!(axes[0]["spread"].is_null(), "{json}");
+    // The activation: each value has two succeeded and two diverged trials.
+    assert_eq!(axes[1]["axis"], "activation");
+    assert_eq!(axes[1]["lost_fraction"], 0.5, "{json}");
+    for v in axes[1]["values"].as_array().unwrap() {
+        assert_eq!(
+            (v["count"].as_u64(), v["diverged"].as_u64()),
+            (Some(2), Some(2)),
+            "{json}"
+        );
+    }
+    let text = stdout(&sweep(&addr, &["table", &id, "--effects"]));
+    let first = text
+        .lines()
+        .skip_while(|l| !l.starts_with("AXIS"))
+        .nth(1)
+        .unwrap();
+    assert!(
+        first.starts_with("optimizer.lr") && first.contains("100% lost"),
+        "{text}"
+    );
+    assert!(text.contains("4 diverged"), "{text}");
+}

@@ -1,7 +1,10 @@
 //! `worker serve`: the lease loop. Registers with the coordinator, then each of
 //! `slots` threads leases a trial, trains it with [`crate::trial::run`], reports every
-//! epoch (`ReportEpoch`) and finishes it (`Complete`, or `Fail` with the reason), and
-//! leases the next. A background task heartbeats every held lease; a revoked lease
+//! epoch and finishes it (`Complete`, or `Fail` with the reason), and leases the next.
+//! The slots' epoch reports go through one reporter task, which sends whatever is
+//! queued as one `ReportEpochs` call (at most [`MAX_REPORT_BATCH`]), each report
+//! answered on its own; a coordinator that answers `UNIMPLEMENTED` gets them one
+//! `ReportEpoch` call each from then on. A background task heartbeats every held lease; a revoked lease
 //! (expired, or its sweep cancelled) is abandoned: its training stops after the current
 //! batch ([`trial::run_until`]) and nothing more is reported for it.
 //!
@@ -39,7 +42,7 @@ use gradsweep_proto::client::AuthChannel as Channel;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
     CompleteRequest, FailKind, FailRequest, HeartbeatRequest, LeaseRef, LeaseRequest,
-    RegisterRequest, ReportEpochRequest, TrialLease,
+    RegisterRequest, ReportEpochRequest, ReportEpochsRequest, TrialLease,
 };
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,6 +59,9 @@ macro_rules! log {
         tracing::info!("{}", format_args!($($arg)*));
     }};
 }
+
+/// The most epoch reports one `ReportEpochs` call carries (the coordinator's limit).
+pub const MAX_REPORT_BATCH: usize = 4096;
 
 /// Datasets a worker keeps loaded (each slot's trial holds its own as long as it runs).
 pub const DATASET_CACHE: usize = 2;
@@ -274,6 +280,17 @@ struct Shared {
     link: Mutex<Link>,
     /// `--max-memory`.
     max_memory: Option<u64>,
+    /// The reporter task's queue (see [`reporter`]).
+    reports: tokio::sync::mpsc::UnboundedSender<Report>,
+}
+
+/// One epoch report on its way to the coordinator, and where its answer goes.
+struct Report {
+    lease: LeaseRef,
+    report: gradsweep_proto::EpochReport,
+    abandon: Arc<AtomicBool>,
+    started: Instant,
+    answer: tokio::sync::oneshot::Sender<Result<(), Status>>,
 }
 
 /// The coordinator could not be reached, or could not store the call (`UNAVAILABLE`):
@@ -364,6 +381,30 @@ impl Shared {
                 Err(s) => return Err(s),
             }
         }
+    }
+
+    /// Sends one epoch report through the reporter (batched with the other slots'),
+    /// blocking the slot until it is stored or refused; retried like [`Shared::call`].
+    fn report(
+        &self,
+        lease: LeaseRef,
+        report: gradsweep_proto::EpochReport,
+        abandon: &Arc<AtomicBool>,
+    ) -> Result<(), Status> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let gone = || Status::unavailable("the worker's reporter stopped");
+        self.reports
+            .send(Report {
+                lease,
+                report,
+                abandon: abandon.clone(),
+                started: Instant::now(),
+                answer,
+            })
+            .map_err(|_| gone())?;
+        self.handle
+            .block_on(answered)
+            .unwrap_or_else(|_| Err(gone()))
     }
 
     /// Logs `line` as this worker.
@@ -518,7 +559,9 @@ pub async fn serve_with(
         options.coordinator,
         registered.worker_id
     );
+    let (reports, queued) = tokio::sync::mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        reports,
         client: client.clone(),
         worker_id: AtomicU64::new(registered.worker_id),
         registration: RegisterRequest {
@@ -570,9 +613,11 @@ pub async fn serve_with(
         shared.clone(),
         Duration::from_millis(registered.heartbeat_interval_ms.max(10)),
     ));
+    let reporting = tokio::spawn(reporter(shared.clone(), queued));
     shutdown.await;
     shared.stopping.store(true, Ordering::SeqCst);
     heartbeats.abort();
+    reporting.abort();
     let held: Vec<LeaseRef> = {
         let mut active = shared.active.lock().expect("active leases lock");
         active
@@ -620,6 +665,116 @@ pub async fn serve_with(
 
 /// How long a stopping worker waits for its slots to leave their trials.
 const SLOT_EXIT_WAIT: Duration = Duration::from_secs(60);
+
+/// Sends the slots' epoch reports: whatever is queued goes as one `ReportEpochs` call
+/// (each report answered on its own), or one `ReportEpoch` call each once the
+/// coordinator has answered `UNIMPLEMENTED`. A report the coordinator could not take
+/// (unreachable, or its storage refusing: `UNAVAILABLE`) is retried with the next
+/// batch after a backoff, for at most `give_up_after` from when its slot sent it, and
+/// not once its lease is abandoned or the worker stops; then its slot gets the last
+/// refusal. The queue holds at most one report per slot (each slot waits for its
+/// answer).
+async fn reporter(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::UnboundedReceiver<Report>) {
+    let mut client = shared.client.clone();
+    let mut batched = true;
+    let mut retry = 0u32;
+    let mut waiting: Vec<Report> = Vec::new();
+    loop {
+        if waiting.is_empty() {
+            match queued.recv().await {
+                Some(r) => waiting.push(r),
+                None => return,
+            }
+        }
+        while waiting.len() < MAX_REPORT_BATCH {
+            match queued.try_recv() {
+                Ok(r) => waiting.push(r),
+                Err(_) => break,
+            }
+        }
+        let outcomes: Vec<Result<(), Status>> = if batched {
+            let request = ReportEpochsRequest {
+                reports: waiting
+                    .iter()
+                    .map(|r| ReportEpochRequest {
+                        lease: Some(r.lease),
+                        report: Some(r.report.clone()),
+                    })
+                    .collect(),
+            };
+            match client.report_epochs(request).await {
+                Ok(answer) => {
+                    let outcomes = answer.into_inner().outcomes;
+                    if outcomes.len() == waiting.len() {
+                        outcomes
+                            .into_iter()
+                            .map(|o| match o.code {
+                                0 => Ok(()),
+                                code => Err(Status::new(Code::from(code as i32), o.message)),
+                            })
+                            .collect()
+                    } else {
+                        let s = Status::internal(format!(
+                            "ReportEpochs answered {} outcomes for {} reports",
+                            outcomes.len(),
+                            waiting.len()
+                        ));
+                        waiting.iter().map(|_| Err(s.clone())).collect()
+                    }
+                }
+                Err(s) if s.code() == Code::Unimplemented => {
+                    shared.log("the coordinator has no ReportEpochs: reporting epochs one by one");
+                    batched = false;
+                    continue;
+                }
+                Err(s) => waiting.iter().map(|_| Err(s.clone())).collect(),
+            }
+        } else {
+            let mut outcomes = Vec::with_capacity(waiting.len());
+            for r in &waiting {
+                let request = ReportEpochRequest {
+                    lease: Some(r.lease),
+                    report: Some(r.report.clone()),
+                };
+                outcomes.push(client.report_epoch(request).await.map(|_| ()));
+            }
+            outcomes
+        };
+        let mut again = Vec::new();
+        for (r, outcome) in waiting.drain(..).zip(outcomes) {
+            match outcome {
+                Err(s)
+                    if unreachable_now(&s)
+                        && r.started.elapsed() < shared.backoff.give_up_after
+                        && !shared.stopping.load(Ordering::SeqCst)
+                        && !r.abandon.load(Ordering::SeqCst) =>
+                {
+                    again.push(r)
+                }
+                outcome => {
+                    let _ = r.answer.send(outcome);
+                }
+            }
+        }
+        waiting = again;
+        if waiting.is_empty() {
+            retry = 0;
+        } else {
+            let left = waiting
+                .iter()
+                .map(|r| {
+                    shared
+                        .backoff
+                        .give_up_after
+                        .saturating_sub(r.started.elapsed())
+                })
+                .min()
+                .unwrap_or_default();
+            tokio::time::sleep(shared.backoff.sleep(retry).min(left)).await;
+            retry = retry.saturating_add(1);
+        }
+    }
+}
 
 /// Renews the held leases every `interval`; flags the revoked ones to be abandoned.
 async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
@@ -883,7 +1038,7 @@ fn train_lease(
     pool: &rayon::ThreadPool,
     lease: &TrialLease,
     lease_ref: LeaseRef,
-    abandon: &AtomicBool,
+    abandon: &Arc<AtomicBool>,
 ) -> Result<TrialRecord, Giveback> {
     let error = |e: String| Giveback::Fail(FailKind::Error, e);
     let config = TrialConfig::from_toml_str(&lease.config_toml)
@@ -912,13 +1067,7 @@ fn train_lease(
         }
         let epoch = report.epoch;
         let report = wire::epoch(report);
-        let sent = shared.call(Some(abandon), |mut c| {
-            let request = ReportEpochRequest {
-                lease: Some(lease_ref),
-                report: Some(report.clone()),
-            };
-            async move { c.report_epoch(request).await }
-        });
+        let sent = shared.report(lease_ref, report, abandon);
         let Err(s) = sent else { return };
         if abandon.load(Ordering::SeqCst) {
             return;

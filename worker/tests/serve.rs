@@ -39,6 +39,8 @@ struct Script {
     /// Refuse every report with this, after `report_errors`.
     report_always: Mutex<Option<Status>>,
     calls: Mutex<Vec<Call>>,
+    /// Take `ReportEpochs` (else: answer it UNIMPLEMENTED, as an older coordinator).
+    batched: bool,
 }
 
 #[derive(Clone)]
@@ -47,6 +49,23 @@ struct Fake(Arc<Script>);
 impl Fake {
     fn record(&self, call: Call) {
         self.0.calls.lock().unwrap().push(call);
+    }
+
+    /// Takes one report as the script says: `Some(refusal)` or stored.
+    fn take(&self, r: ReportEpochRequest) -> Option<Status> {
+        let refusal = self
+            .0
+            .report_errors
+            .lock()
+            .unwrap()
+            .pop_front()
+            .or_else(|| self.0.report_always.lock().unwrap().clone());
+        self.record(Call::Report {
+            lease: r.lease.unwrap(),
+            epoch: r.report.unwrap().epoch,
+            stored: refusal.is_none(),
+        });
+        refusal
     }
 }
 
@@ -85,29 +104,31 @@ impl WorkerService for Fake {
 
     async fn report_epochs(
         &self,
-        _: Request<ReportEpochsRequest>,
+        r: Request<ReportEpochsRequest>,
     ) -> Result<Response<ReportEpochsResponse>, Status> {
-        Err(Status::unimplemented("this fake takes ReportEpoch"))
+        if !self.0.batched {
+            return Err(Status::unimplemented("this fake takes ReportEpoch"));
+        }
+        let outcomes = r
+            .into_inner()
+            .reports
+            .into_iter()
+            .map(|r| match self.take(r) {
+                None => ReportOutcome::default(),
+                Some(s) => ReportOutcome {
+                    code: s.code() as u32,
+                    message: s.message().to_owned(),
+                },
+            })
+            .collect();
+        Ok(Response::new(ReportEpochsResponse { outcomes }))
     }
 
     async fn report_epoch(
         &self,
         r: Request<ReportEpochRequest>,
     ) -> Result<Response<ReportEpochResponse>, Status> {
-        let r = r.into_inner();
-        let refusal = self
-            .0
-            .report_errors
-            .lock()
-            .unwrap()
-            .pop_front()
-            .or_else(|| self.0.report_always.lock().unwrap().clone());
-        self.record(Call::Report {
-            lease: r.lease.unwrap(),
-            epoch: r.report.unwrap().epoch,
-            stored: refusal.is_none(),
-        });
-        match refusal {
+        match self.take(r.into_inner()) {
             Some(s) => Err(s),
             None => Ok(Response::new(ReportEpochResponse {})),
         }
@@ -293,7 +314,19 @@ fn storage_full() -> Status {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_refusals_are_retried_then_the_trial_completes() {
-    let script = Script::default();
+    storage_refusals_are_retried(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_refusals_of_batched_reports_are_retried_then_the_trial_completes() {
+    storage_refusals_are_retried(true).await;
+}
+
+async fn storage_refusals_are_retried(batched: bool) {
+    let script = Script {
+        batched,
+        ..Script::default()
+    };
     script.leases.lock().unwrap().push_back(lease(0, TRIAL, ""));
     script
         .report_errors
@@ -321,7 +354,19 @@ async fn storage_refusals_are_retried_then_the_trial_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_the_storage_keeps_refusing_gives_the_trial_back() {
-    let script = Script::default();
+    storage_keeps_refusing(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_report_the_storage_keeps_refusing_gives_the_trial_back() {
+    storage_keeps_refusing(true).await;
+}
+
+async fn storage_keeps_refusing(batched: bool) {
+    let script = Script {
+        batched,
+        ..Script::default()
+    };
     script.leases.lock().unwrap().push_back(lease(0, TRIAL, ""));
     *script.report_always.lock().unwrap() = Some(storage_full());
     let calls = run(script, 1).await;
@@ -348,7 +393,19 @@ async fn a_report_the_storage_keeps_refusing_gives_the_trial_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_report_fails_the_trial_with_the_coordinator_reason() {
-    let script = Script::default();
+    invalid_report_fails(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_batched_report_fails_the_trial_with_the_coordinator_reason() {
+    invalid_report_fails(true).await;
+}
+
+async fn invalid_report_fails(batched: bool) {
+    let script = Script {
+        batched,
+        ..Script::default()
+    };
     script.leases.lock().unwrap().push_back(lease(0, TRIAL, ""));
     *script.report_always.lock().unwrap() = Some(Status::new(
         Code::InvalidArgument,

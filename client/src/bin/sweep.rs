@@ -418,8 +418,9 @@ async fn run(args: Args, coordinator_given: bool) -> Result<String, CliError> {
                         ));
                     }
                 };
-                let e = cli::effects(&mut client, id, &metric, epoch == "best-val").await?;
-                return Ok(render::effects(&e, &metric, format));
+                let e =
+                    cli::effects::effects(&mut client, id, &metric, epoch == "best-val").await?;
+                return Ok(cli::effects::render(&e, format));
             }
             let mut table = cli::table(&mut client, id, by, metric, epoch == "best-val").await?;
             if let Some(m) = sort {

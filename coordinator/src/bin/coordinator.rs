@@ -17,7 +17,7 @@ use std::time::Duration;
 #[command(
     name = "coordinator",
     version,
-    after_help = "Examples:\n  coordinator --db sweeps.db\n  coordinator --db /var/lib/gradsweep --listen 0.0.0.0:7070 \\\n      --tls-cert server.pem --tls-key server.key \\\n      --client-token-file client.token --worker-token-file worker.token\n\nOn a non-loopback address both tokens and TLS are required (or --insecure).\nHealth (grpc.health.v1.Health) and reflection need no token.\nLogs: RUST_LOG (default info), e.g. RUST_LOG=debug or RUST_LOG=gradsweep_coordinator=info."
+    after_help = "Examples:\n  coordinator --db sweeps.db\n  coordinator --db /var/lib/gradsweep --listen 0.0.0.0:7070 \\\n      --tls-cert server.pem --tls-key server.key \\\n      --client-token-file client.token --worker-token-file worker.token\n\nOn a non-loopback address both tokens and TLS are required (or --insecure).\nHealth (grpc.health.v1.Health) and reflection need no token.\nsled's page cache: --cache-mb (or GRADSWEEP_CACHE_MB), default 32.\nLogs: RUST_LOG (default info), e.g. RUST_LOG=debug or RUST_LOG=gradsweep_coordinator=info."
 )]
 struct Args {
     /// Address to listen on, `host:port` (a name such as `localhost:7070` is resolved;
@@ -64,6 +64,10 @@ struct Args {
     /// (e.g. `5s` behind a Kubernetes Service), then finish the calls in flight.
     #[arg(long, default_value = "0s", value_parser = parse_delay)]
     drain_delay: Duration,
+    /// sled's page cache, in MiB: the bound on the memory the database keeps (the
+    /// process adds ~40 bytes per pending trial and a little per lease and sweep).
+    #[arg(long, env = "GRADSWEEP_CACHE_MB", default_value_t = gradsweep_coordinator::store::DEFAULT_CACHE_MB, value_name = "MIB")]
+    cache_mb: u64,
     /// Log lines on stderr as text or JSON (one object a line); RUST_LOG filters them.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -155,6 +159,13 @@ async fn serve(args: Args) -> Result<(), String> {
     if args.max_lost == 0 {
         return Err("--max-lost: must be at least 1".into());
     }
+    if !(16..=1 << 20).contains(&args.cache_mb) {
+        return Err(format!(
+            "--cache-mb: {}, must be 16 to {} (MiB)",
+            args.cache_mb,
+            1 << 20
+        ));
+    }
     let policy = LeasePolicy {
         ttl_ms: args.lease_ttl.as_millis().max(1) as u64,
         max_attempts: args.max_attempts,
@@ -187,7 +198,10 @@ async fn serve(args: Args) -> Result<(), String> {
                 )
             })?;
     }
-    let store = Store::open(&args.db, policy).map_err(|e| match e {
+    let options = gradsweep_coordinator::store::StoreOptions {
+        cache_bytes: args.cache_mb << 20,
+    };
+    let store = Store::open_with(&args.db, policy, options).map_err(|e| match e {
         gradsweep_coordinator::Error::Locked(_) => e.to_string(),
         e => format!("--db {}: {e}", args.db.display()),
     })?;
