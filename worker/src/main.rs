@@ -90,6 +90,13 @@ enum Command {
         /// trains.
         #[arg(long, env = "GRADSWEEP_MAX_MEMORY", value_parser = gradsweep_worker::memory::parse_max_memory)]
         max_memory: Option<u64>,
+        /// Trials each slot leases at once and trains packed in lockstep as one model
+        /// (those sharing data, layer sizes, batch sizes, epochs and optimiser kind;
+        /// activation, init, batch norm, regularisers, hyper-parameters and seeds may
+        /// differ), 1 to 64; a trial that fits no group trains alone. 1: one trial at a
+        /// time.
+        #[arg(long, env = "GRADSWEEP_PACK", default_value_t = 1, value_name = "G")]
+        pack: usize,
     },
     /// Measure training throughput (samples/s) on CIFAR-shaped synthetic data.
     ///
@@ -205,6 +212,7 @@ fn main() -> ExitCode {
             name,
             threads,
             max_memory,
+            pack,
         } => cli::serve(
             cli::Connection {
                 coordinator,
@@ -217,6 +225,7 @@ fn main() -> ExitCode {
             name,
             threads,
             max_memory,
+            pack,
         ),
         Command::Bench {
             cases,

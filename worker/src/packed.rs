@@ -784,6 +784,18 @@ pub fn train_packed<B: PackedBackend>(
     data: &Dataset,
     members: &mut [Member<'_>],
 ) -> Result<(Vec<Option<GroupTrained>>, PackedMlp<B>), GroupError> {
+    train_packed_with(backend, data, members, &mut |_| {})
+}
+
+/// [`train_packed`], calling `after_epoch(epoch)` once the members' epoch reports of
+/// `epoch` have all been given to their `on_event` (so that a caller can send a
+/// group's reports together).
+pub fn train_packed_with<B: PackedBackend>(
+    backend: &B,
+    data: &Dataset,
+    members: &mut [Member<'_>],
+    after_epoch: &mut dyn FnMut(u32),
+) -> Result<(Vec<Option<GroupTrained>>, PackedMlp<B>), GroupError> {
     let groups = members.len();
     let Some(first) = members.first().map(|m| m.config) else {
         return Err(GroupError::Empty);
@@ -1229,6 +1241,7 @@ pub fn train_packed<B: PackedBackend>(
             (member.on_event)(Event::Epoch(&report));
             epochs[g].push(report);
         }
+        after_epoch(epoch);
     }
     let answers = state
         .into_iter()
@@ -1258,6 +1271,16 @@ pub fn train_group<B: PackedBackend>(
     data: &Dataset,
     members: &mut [Member<'_>],
 ) -> Result<Vec<Result<TrialRecord, TrialError>>, GroupError> {
+    train_group_with(backend, data, members, &mut |_| {})
+}
+
+/// [`train_group`] with [`train_packed_with`]'s `after_epoch`.
+pub fn train_group_with<B: PackedBackend>(
+    backend: &B,
+    data: &Dataset,
+    members: &mut [Member<'_>],
+    after_epoch: &mut dyn FnMut(u32),
+) -> Result<Vec<Result<TrialRecord, TrialError>>, GroupError> {
     let started = Instant::now();
     let mut answers: Vec<Option<Result<TrialRecord, TrialError>>> =
         Vec::with_capacity(members.len());
@@ -1277,7 +1300,7 @@ pub fn train_group<B: PackedBackend>(
     }
     let configs: Vec<&TrialConfig> = fit.iter().map(|m| m.config).collect();
     if !fit.is_empty() {
-        let (trained, model) = train_packed(backend, data, &mut fit)?;
+        let (trained, model) = train_packed_with(backend, data, &mut fit, after_epoch)?;
         drop(fit);
         // The completed members' weights come to the host and the group's buffers go,
         // so that each member's gradient check has the device to itself.

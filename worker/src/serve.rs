@@ -37,7 +37,7 @@ use crate::data::Dataset;
 use crate::device::{self, DeviceError};
 use crate::train::Event;
 use crate::trial::{self, TrialRecord};
-use crate::{memory, wire, with_backend};
+use crate::{memory, packed, wire, with_backend};
 use gradsweep_proto::client::AuthChannel as Channel;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::{
@@ -194,7 +194,17 @@ pub struct ServeOptions {
     /// The most host memory one trial may need (`--max-memory`); `None`: what the
     /// machine has available.
     pub max_memory: Option<u64>,
+    /// Trials each slot leases at once and trains as packed groups (`--pack`; 1:
+    /// one trial at a time).
+    pub pack: usize,
 }
+
+/// The most trials one slot may pack into a group (`--pack`).
+pub const MAX_PACK: usize = 64;
+
+/// The most trials a worker may hold at once (`--slots` × `--pack`): the slots a
+/// coordinator lets a worker register.
+pub const MAX_HELD: usize = 1024;
 
 /// How `worker serve` reaches the coordinator besides its URL: the CA for an
 /// `https://` URL and the worker token. The default: the system's roots, no token.
@@ -259,6 +269,17 @@ pub enum ServeError {
     /// `--slots 0`.
     #[error("--slots: must be at least 1")]
     NoSlots,
+    /// `--pack` outside 1..=[`MAX_PACK`].
+    #[error("--pack: must be 1 to {MAX_PACK}, got {0}")]
+    BadPack(usize),
+    /// `--slots` × `--pack` more than [`MAX_HELD`].
+    #[error("--pack: --slots {slots} × --pack {pack} must be at most {MAX_HELD} trials held at once")]
+    TooMany {
+        /// `--slots`.
+        slots: usize,
+        /// `--pack`.
+        pack: usize,
+    },
 }
 
 /// A lease being trained and its abandon flag.
@@ -280,8 +301,11 @@ struct Shared {
     link: Mutex<Link>,
     /// `--max-memory`.
     max_memory: Option<u64>,
-    /// The reporter task's queue (see [`reporter`]).
-    reports: tokio::sync::mpsc::UnboundedSender<Report>,
+    /// The reporter task's queue (see [`reporter`]): the reports of one slot's epoch
+    /// (one trial's, or a packed group's), which travel together.
+    reports: tokio::sync::mpsc::UnboundedSender<Vec<Report>>,
+    /// `--pack`.
+    pack: usize,
 }
 
 /// One epoch report on its way to the coordinator, and where its answer goes.
@@ -391,20 +415,43 @@ impl Shared {
         report: gradsweep_proto::EpochReport,
         abandon: &Arc<AtomicBool>,
     ) -> Result<(), Status> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.report_all(vec![(lease, report, abandon.clone())])
+            .pop()
+            .expect("one answer per report")
+    }
+
+    /// Sends a group's epoch reports through the reporter in one go (so that they
+    /// travel in one `ReportEpochs` call), blocking the slot until each is stored or
+    /// refused; the answers in the reports' order.
+    fn report_all(
+        &self,
+        reports: Vec<(LeaseRef, gradsweep_proto::EpochReport, Arc<AtomicBool>)>,
+    ) -> Vec<Result<(), Status>> {
         let gone = || Status::unavailable("the worker's reporter stopped");
-        self.reports
-            .send(Report {
+        let mut batch = Vec::with_capacity(reports.len());
+        let mut answers = Vec::with_capacity(reports.len());
+        for (lease, report, abandon) in reports {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            batch.push(Report {
                 lease,
                 report,
-                abandon: abandon.clone(),
+                abandon,
                 started: Instant::now(),
                 answer,
+            });
+            answers.push(answered);
+        }
+        if self.reports.send(batch).is_err() {
+            return answers.iter().map(|_| Err(gone())).collect();
+        }
+        answers
+            .into_iter()
+            .map(|answered| {
+                self.handle
+                    .block_on(answered)
+                    .unwrap_or_else(|_| Err(gone()))
             })
-            .map_err(|_| gone())?;
-        self.handle
-            .block_on(answered)
-            .unwrap_or_else(|_| Err(gone()))
+            .collect()
     }
 
     /// Logs `line` as this worker.
@@ -497,6 +544,18 @@ pub async fn serve_with(
     if options.slots == 0 {
         return Err(ServeError::NoSlots);
     }
+    if !(1..=MAX_PACK).contains(&options.pack) {
+        return Err(ServeError::BadPack(options.pack));
+    }
+    if options.slots.saturating_mul(options.pack) > MAX_HELD {
+        return Err(ServeError::TooMany {
+            slots: options.slots,
+            pack: options.pack,
+        });
+    }
+    // The coordinator leases a worker at most its registered slots minus the leases it
+    // holds: each slot holds up to `pack` leases.
+    let capacity = (options.slots * options.pack) as u32;
     let url = options.coordinator.clone();
     let rpc = |status: Status| {
         if matches!(
@@ -538,7 +597,7 @@ pub async fn serve_with(
         let request = RegisterRequest {
             name: options.name.clone(),
             device: options.device.clone(),
-            slots: options.slots as u32,
+            slots: capacity,
         };
         match client.register(request).await {
             Ok(r) => break r.into_inner(),
@@ -567,7 +626,7 @@ pub async fn serve_with(
         registration: RegisterRequest {
             name: options.name.clone(),
             device: options.device.clone(),
-            slots: options.slots as u32,
+            slots: capacity,
         },
         reregistering: Mutex::new(()),
         name: options.name.clone(),
@@ -578,6 +637,7 @@ pub async fn serve_with(
         backoff: options.backoff,
         link: Mutex::new(Link::default()),
         max_memory: options.max_memory,
+        pack: options.pack,
     });
 
     let total_threads = options
@@ -672,9 +732,12 @@ const SLOT_EXIT_WAIT: Duration = Duration::from_secs(60);
 /// (unreachable, or its storage refusing: `UNAVAILABLE`) is retried with the next
 /// batch after a backoff, for at most `give_up_after` from when its slot sent it, and
 /// not once its lease is abandoned or the worker stops; then its slot gets the last
-/// refusal. The queue holds at most one report per slot (each slot waits for its
-/// answer).
-async fn reporter(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::UnboundedReceiver<Report>) {
+/// refusal. The queue holds at most one message per slot (each slot waits for its
+/// answers): one trial's report, or a packed group's, which go in the same call.
+async fn reporter(
+    shared: Arc<Shared>,
+    mut queued: tokio::sync::mpsc::UnboundedReceiver<Vec<Report>>,
+) {
     let mut client = shared.client.clone();
     let mut batched = true;
     let mut retry = 0u32;
@@ -682,16 +745,23 @@ async fn reporter(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::UnboundedR
     loop {
         if waiting.is_empty() {
             match queued.recv().await {
-                Some(r) => waiting.push(r),
+                Some(r) => waiting.extend(r),
                 None => return,
             }
         }
         while waiting.len() < MAX_REPORT_BATCH {
             match queued.try_recv() {
-                Ok(r) => waiting.push(r),
+                Ok(r) => waiting.extend(r),
                 Err(_) => break,
             }
         }
+        // A group's reports may take the batch past the coordinator's limit: the rest
+        // go in the next call.
+        let rest = if waiting.len() > MAX_REPORT_BATCH {
+            waiting.split_off(MAX_REPORT_BATCH)
+        } else {
+            Vec::new()
+        };
         let outcomes: Vec<Result<(), Status>> = if batched {
             let request = ReportEpochsRequest {
                 reports: waiting
@@ -725,6 +795,7 @@ async fn reporter(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::UnboundedR
                 Err(s) if s.code() == Code::Unimplemented => {
                     shared.log("the coordinator has no ReportEpochs: reporting epochs one by one");
                     batched = false;
+                    waiting.extend(rest);
                     continue;
                 }
                 Err(s) => waiting.iter().map(|_| Err(s.clone())).collect(),
@@ -757,7 +828,9 @@ async fn reporter(shared: Arc<Shared>, mut queued: tokio::sync::mpsc::UnboundedR
             }
         }
         waiting = again;
-        if waiting.is_empty() {
+        let retrying = !waiting.is_empty();
+        waiting.extend(rest);
+        if !retrying {
             retry = 0;
         } else {
             let left = waiting
@@ -810,6 +883,8 @@ async fn heartbeat_loop(shared: Arc<Shared>, interval: Duration) {
 }
 
 /// One slot: its device and thread pool, leasing and training until the worker stops.
+/// With `--pack G` it leases up to G trials at once and trains them as packed groups
+/// ([`run_leases`]).
 fn slot_loop(
     shared: &Shared,
     spec: &str,
@@ -849,7 +924,7 @@ fn slot_loop(
                 .clone()
                 .lease(LeaseRequest {
                     worker_id,
-                    max_trials: 1,
+                    max_trials: shared.pack as u32,
                 })
                 .await
         });
@@ -865,11 +940,12 @@ fn slot_loop(
             Ok(answer) => {
                 retry = 0;
                 let answer = answer.into_inner();
-                match answer.leases.into_iter().next() {
-                    Some(lease) => run_lease(shared, &device, &pool, lease),
-                    None => std::thread::sleep(Duration::from_millis(
+                if answer.leases.is_empty() {
+                    std::thread::sleep(Duration::from_millis(
                         answer.retry_after_ms.clamp(10, 1000),
-                    )),
+                    ));
+                } else {
+                    run_leases(shared, &device, &pool, answer.leases);
                 }
             }
             Err(s) if s.code() == Code::NotFound => shared.reregister(worker_id),
@@ -881,40 +957,272 @@ fn slot_loop(
     }
 }
 
-/// Trains one leased trial and finishes it (`Complete` or `Fail`), unless the lease
-/// was revoked or the worker is stopping.
-fn run_lease(
+/// A lease a slot holds: heartbeated from when it is leased until it is finished.
+struct Held {
+    lease: TrialLease,
+    lease_ref: LeaseRef,
+    abandon: Arc<AtomicBool>,
+    label: String,
+    started: Instant,
+}
+
+impl Shared {
+    /// Registers `lease` with the heartbeats.
+    fn hold(&self, lease: TrialLease) -> Held {
+        let lease_ref = LeaseRef {
+            sweep_id: lease.sweep_id,
+            index: lease.index,
+            lease_id: lease.lease_id,
+            worker_id: self.worker_id.load(Ordering::SeqCst),
+        };
+        let abandon = Arc::new(AtomicBool::new(false));
+        self.active
+            .lock()
+            .expect("active leases lock")
+            .insert(lease.lease_id, (lease_ref, abandon.clone()));
+        let label = TrialConfig::from_toml_str(&lease.config_toml)
+            .map(|c| config_label(&c))
+            .unwrap_or_else(|_| "config refused".to_owned());
+        Held {
+            lease,
+            lease_ref,
+            abandon,
+            label,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Held {
+    /// Logs that the trial starts (`group`: how many trials train together).
+    fn begin(&mut self, group: usize) {
+        self.started = Instant::now();
+        let lease = &self.lease;
+        let label = &self.label;
+        let packed = if group > 1 {
+            format!(", packed with {} more", group - 1)
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            sweep = lease.sweep_id,
+            index = lease.index,
+            attempt = lease.attempt,
+            config = %label,
+            group,
+            "trial {}/{} started ({label}{packed})",
+            lease.sweep_id,
+            lease.index
+        );
+    }
+}
+
+/// Trains a slot's leases: split into groups of trials that may train together
+/// ([`packed::can_pack`], at most `--pack`), each group trained packed
+/// ([`run_group`]), a trial that joins no group alone ([`run_lease`]). Every lease is
+/// heartbeated from the start, so the trials waiting for an earlier group keep theirs.
+fn run_leases(
     shared: &Shared,
     device: &device::Device,
     pool: &rayon::ThreadPool,
-    lease: TrialLease,
+    leases: Vec<TrialLease>,
 ) {
-    let lease_ref = LeaseRef {
-        sweep_id: lease.sweep_id,
-        index: lease.index,
-        lease_id: lease.lease_id,
-        worker_id: shared.worker_id.load(Ordering::SeqCst),
+    let held: Vec<Held> = leases.into_iter().map(|l| shared.hold(l)).collect();
+    let mut groups: Vec<(Option<TrialConfig>, Vec<Held>)> = Vec::new();
+    for h in held {
+        match TrialConfig::from_toml_str(&h.lease.config_toml) {
+            Ok(config) => {
+                let joins = groups.iter_mut().find(|(first, members)| {
+                    members.len() < shared.pack
+                        && first
+                            .as_ref()
+                            .is_some_and(|first| packed::can_pack(first, &config).is_ok())
+                });
+                match joins {
+                    Some((_, members)) => members.push(h),
+                    None => groups.push((Some(config), vec![h])),
+                }
+            }
+            // Trained alone, which fails it with the config's error.
+            Err(_) => groups.push((None, vec![h])),
+        }
+    }
+    for (_, mut members) in groups {
+        if shared.stopping.load(Ordering::SeqCst) {
+            // serve() has handed every held lease back.
+            return;
+        }
+        if members.len() == 1 {
+            run_lease(shared, device, pool, members.pop().expect("one member"));
+        } else {
+            run_group(shared, device, pool, members);
+        }
+    }
+}
+
+/// Trains one leased trial alone and finishes it.
+fn run_lease(shared: &Shared, device: &device::Device, pool: &rayon::ThreadPool, mut held: Held) {
+    held.begin(1);
+    let trained = train_lease(shared, device, pool, &held);
+    finish(shared, held, trained);
+}
+
+/// Trains a group of compatible trials packed ([`packed::train_group_with`]) and
+/// finishes each on its own. A member that cannot train (its data, splits, a revoked
+/// lease) is answered before the group starts; a group whose memory estimate does not
+/// fit trains its members alone. Each epoch's reports of the group go to the reporter
+/// together (one `ReportEpochs` call); a refused report stops only its trial.
+fn run_group(
+    shared: &Shared,
+    device: &device::Device,
+    pool: &rayon::ThreadPool,
+    members: Vec<Held>,
+) {
+    let size = members.len();
+    let mut ready: Vec<(Held, TrialConfig)> = Vec::with_capacity(size);
+    let mut data: Option<Arc<Dataset>> = None;
+    for mut h in members {
+        h.begin(size);
+        if h.abandon.load(Ordering::SeqCst) {
+            finish(shared, h, Err(Giveback::Abandoned));
+            continue;
+        }
+        match prepare(shared, &h.lease) {
+            Ok((config, d)) => {
+                data = Some(d);
+                ready.push((h, config));
+            }
+            Err(giveback) => finish(shared, h, Err(giveback)),
+        }
+    }
+    let Some(data) = data else { return };
+    if ready.len() < 2 {
+        for (h, config) in ready {
+            let trained = check_and_train(shared, device, pool, &h, &config, &data);
+            finish(shared, h, trained);
+        }
+        return;
+    }
+    let configs: Vec<&TrialConfig> = ready.iter().map(|(_, c)| c).collect();
+    if let Err(e) = memory::check_group(&configs, &data, device, shared.max_memory) {
+        shared.log(&format!(
+            "a packed group of {} trials does not fit ({e}); training them one by one",
+            ready.len()
+        ));
+        for (h, config) in ready {
+            let trained = check_and_train(shared, device, pool, &h, &config, &data);
+            finish(shared, h, trained);
+        }
+        return;
+    }
+    let n = ready.len();
+    // The epoch reports given to the members' on_event, sent together after the epoch.
+    let pending: Mutex<Vec<(usize, u32, gradsweep_proto::EpochReport)>> = Mutex::new(Vec::new());
+    // Why reporting stopped a member, when it did.
+    let refused: Mutex<Vec<Option<Giveback>>> = Mutex::new((0..n).map(|_| None).collect());
+    let mut handlers: Vec<Box<dyn FnMut(Event<'_>) + Send + '_>> = ready
+        .iter()
+        .enumerate()
+        .map(|(g, (h, _))| {
+            let abandon = h.abandon.clone();
+            let pending = &pending;
+            Box::new(move |event: Event<'_>| {
+                let Event::Epoch(report) = event else { return };
+                if abandon.load(Ordering::SeqCst) {
+                    return;
+                }
+                pending
+                    .lock()
+                    .expect("pending reports lock")
+                    .push((g, report.epoch, wire::epoch(report)));
+            }) as Box<dyn FnMut(Event<'_>) + Send + '_>
+        })
+        .collect();
+    let stops: Vec<Box<dyn Fn() -> bool + Sync + '_>> = ready
+        .iter()
+        .map(|(h, _)| {
+            let abandon = h.abandon.clone();
+            Box::new(move || {
+                abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst)
+            }) as Box<dyn Fn() -> bool + Sync + '_>
+        })
+        .collect();
+    let mut after_epoch = |_epoch: u32| {
+        let batch: Vec<_> = std::mem::take(&mut *pending.lock().expect("pending reports lock"));
+        if batch.is_empty() {
+            return;
+        }
+        let mut epochs = Vec::with_capacity(batch.len());
+        let mut reports = Vec::with_capacity(batch.len());
+        for (g, epoch, report) in batch {
+            let h = &ready[g].0;
+            epochs.push((g, epoch));
+            reports.push((h.lease_ref, report, h.abandon.clone()));
+        }
+        let answers = shared.report_all(reports);
+        for ((g, epoch), sent) in epochs.into_iter().zip(answers) {
+            let Err(s) = sent else { continue };
+            let h = &ready[g].0;
+            if h.abandon.load(Ordering::SeqCst) {
+                continue;
+            }
+            refused.lock().expect("refusals lock")[g] = Some(refusal(shared, &h.lease, epoch, &s));
+            h.abandon.store(true, Ordering::SeqCst);
+        }
     };
-    let abandon = Arc::new(AtomicBool::new(false));
-    shared
-        .active
-        .lock()
-        .expect("active leases lock")
-        .insert(lease.lease_id, (lease_ref, abandon.clone()));
-    let label = TrialConfig::from_toml_str(&lease.config_toml)
-        .map(|c| config_label(&c))
-        .unwrap_or_else(|_| "config refused".to_owned());
-    let started = Instant::now();
-    tracing::info!(
-        sweep = lease.sweep_id,
-        index = lease.index,
-        attempt = lease.attempt,
-        config = %label,
-        "trial {}/{} started ({label})",
-        lease.sweep_id,
-        lease.index
-    );
-    let trained = train_lease(shared, device, pool, &lease, lease_ref, &abandon);
+    let trained = pool.install(|| {
+        let mut members: Vec<packed::Member<'_>> = ready
+            .iter()
+            .zip(handlers.iter_mut())
+            .zip(&stops)
+            .map(|(((_, config), on_event), stop)| packed::Member {
+                config,
+                on_event: &mut **on_event,
+                stop: &**stop,
+            })
+            .collect();
+        with_backend!(device, |b| packed::train_group_with(
+            b,
+            &data,
+            &mut members,
+            &mut after_epoch
+        ))
+    });
+    drop(handlers);
+    let refused = refused.into_inner().expect("refusals lock");
+    match trained {
+        Ok(answers) => {
+            for (((h, _), answer), refused) in ready.into_iter().zip(answers).zip(refused) {
+                let result = match (refused, answer) {
+                    (Some(giveback), _) => Err(giveback),
+                    (None, Ok(record)) => Ok(record),
+                    (None, Err(trial::TrialError::Stopped)) => Err(Giveback::Abandoned),
+                    (None, Err(e)) => Err(Giveback::Fail(FailKind::Error, e.to_string())),
+                };
+                finish(shared, h, result);
+            }
+        }
+        Err(e) => {
+            for ((h, _), refused) in ready.into_iter().zip(refused) {
+                let result = refused.unwrap_or_else(|| {
+                    Giveback::Fail(FailKind::Error, format!("its packed group: {e}"))
+                });
+                finish(shared, h, Err(result));
+            }
+        }
+    }
+}
+
+/// Finishes a trained (or refused) trial: `Complete`, or `Fail` with its kind, unless
+/// the lease was revoked or the worker is stopping; its heartbeats end.
+fn finish(shared: &Shared, held: Held, trained: Result<TrialRecord, Giveback>) {
+    let Held {
+        lease,
+        lease_ref,
+        abandon,
+        label,
+        started,
+    } = held;
     let ended = |outcome: &str| {
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
@@ -1030,16 +1338,9 @@ fn config_label(config: &TrialConfig) -> String {
     label
 }
 
-/// Parses, loads, checks and trains; reports each epoch as it ends. `Err` says how
-/// the trial ends instead of `Complete`.
-fn train_lease(
-    shared: &Shared,
-    device: &device::Device,
-    pool: &rayon::ThreadPool,
-    lease: &TrialLease,
-    lease_ref: LeaseRef,
-    abandon: &Arc<AtomicBool>,
-) -> Result<TrialRecord, Giveback> {
+/// Parses a leased trial's config, loads its data (cached) and checks the data's
+/// fingerprint and the trial's splits. `Err` says how the trial ends instead.
+fn prepare(shared: &Shared, lease: &TrialLease) -> Result<(TrialConfig, Arc<Dataset>), Giveback> {
     let error = |e: String| Giveback::Fail(FailKind::Error, e);
     let config = TrialConfig::from_toml_str(&lease.config_toml)
         .map_err(|e| error(format!("the trial's config is refused: {e}")))?;
@@ -1053,10 +1354,72 @@ fn train_lease(
             ),
         ));
     }
-    // Before any buffer is allocated: splits that cannot train the trial, and more
-    // memory than this worker has.
+    // Before any buffer is allocated: splits that cannot train the trial.
     trial::check_splits(&config, &data).map_err(|e| error(e.to_string()))?;
-    memory::check_trial(&config, &data, device, shared.max_memory)
+    Ok((config, data))
+}
+
+/// How a refused epoch report ends its trial.
+fn refusal(shared: &Shared, lease: &TrialLease, epoch: u32, s: &Status) -> Giveback {
+    match s.code() {
+        // A worker bug: the trial stops and fails with the coordinator's reason.
+        Code::InvalidArgument => Giveback::Fail(
+            FailKind::Error,
+            format!(
+                "the coordinator refused epoch {epoch}'s report: {}",
+                s.message()
+            ),
+        ),
+        // The lease is no longer ours (expired and re-leased, cancelled) or the
+        // coordinator forgot this worker: nothing more to say about it.
+        Code::FailedPrecondition | Code::NotFound => {
+            shared.log(&format!(
+                "trial {} of sweep {} abandoned: {}",
+                lease.index,
+                lease.sweep_id,
+                status_line(s)
+            ));
+            Giveback::Abandoned
+        }
+        // Unreachable, or its storage refused the write, for longer than the
+        // backoff allows.
+        _ => Giveback::Fail(
+            FailKind::HandBack,
+            format!(
+                "epoch {epoch}'s report could not be delivered within {}s: {}; given back",
+                shared.backoff.give_up_after.as_secs(),
+                status_line(s)
+            ),
+        ),
+    }
+}
+
+/// Parses, loads, checks and trains one trial alone; reports each epoch as it ends.
+/// `Err` says how the trial ends instead of `Complete`.
+fn train_lease(
+    shared: &Shared,
+    device: &device::Device,
+    pool: &rayon::ThreadPool,
+    held: &Held,
+) -> Result<TrialRecord, Giveback> {
+    let (config, data) = prepare(shared, &held.lease)?;
+    check_and_train(shared, device, pool, held, &config, &data)
+}
+
+/// Checks a prepared trial's memory estimate, then trains it alone
+/// ([`trial::run_until`]), reporting each epoch as it ends.
+fn check_and_train(
+    shared: &Shared,
+    device: &device::Device,
+    pool: &rayon::ThreadPool,
+    held: &Held,
+    config: &TrialConfig,
+    data: &Dataset,
+) -> Result<TrialRecord, Giveback> {
+    let error = |e: String| Giveback::Fail(FailKind::Error, e);
+    let (lease, lease_ref, abandon) = (&held.lease, held.lease_ref, &held.abandon);
+    // Before any buffer is allocated: more memory than this worker has.
+    memory::check_trial(config, data, device, shared.max_memory)
         .map_err(|e| error(e.to_string()))?;
     // Why reporting stopped the trial, when it did.
     let mut refused: Option<Giveback> = None;
@@ -1072,45 +1435,15 @@ fn train_lease(
         if abandon.load(Ordering::SeqCst) {
             return;
         }
-        refused = Some(match s.code() {
-            // A worker bug: the trial stops and fails with the coordinator's reason.
-            Code::InvalidArgument => Giveback::Fail(
-                FailKind::Error,
-                format!(
-                    "the coordinator refused epoch {epoch}'s report: {}",
-                    s.message()
-                ),
-            ),
-            // The lease is no longer ours (expired and re-leased, cancelled) or the
-            // coordinator forgot this worker: nothing more to say about it.
-            Code::FailedPrecondition | Code::NotFound => {
-                shared.log(&format!(
-                    "trial {} of sweep {} abandoned: {}",
-                    lease.index,
-                    lease.sweep_id,
-                    status_line(&s)
-                ));
-                Giveback::Abandoned
-            }
-            // Unreachable, or its storage refused the write, for longer than the
-            // backoff allows.
-            _ => Giveback::Fail(
-                FailKind::HandBack,
-                format!(
-                    "epoch {epoch}'s report could not be delivered within {}s: {}; given back",
-                    shared.backoff.give_up_after.as_secs(),
-                    status_line(&s)
-                ),
-            ),
-        });
+        refused = Some(refusal(shared, lease, epoch, &s));
         abandon.store(true, Ordering::SeqCst);
     };
     let stop = || abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst);
     let trained = pool.install(|| {
         with_backend!(device, |b| trial::run_until(
             b,
-            &config,
-            &data,
+            config,
+            data,
             &mut on_event,
             &stop
         ))

@@ -196,6 +196,7 @@ async fn run(script: Script, finished: usize) -> Vec<Call> {
             give_up_after: Duration::from_millis(1500),
         },
         max_memory: Some(256 << 20),
+        pack: 1,
     };
     let worker = tokio::spawn(serve(options, async {
         let _ = stopped.await;

@@ -138,6 +138,7 @@ pub fn serve(
     name: Option<String>,
     threads: Option<usize>,
     max_memory: Option<u64>,
+    pack: usize,
 ) -> Result<ExitCode> {
     if threads == Some(0) {
         bail!("--threads: must be at least 1");
@@ -168,6 +169,7 @@ pub fn serve(
         threads,
         backoff: gradsweep_worker::serve::Backoff::default(),
         max_memory,
+        pack,
     };
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
