@@ -8,6 +8,12 @@
 //! (expired, or its sweep cancelled) is abandoned: its training stops after the current
 //! batch ([`trial::run_until`]) and nothing more is reported for it.
 //!
+//! With `--pack G` ([`ServeOptions::pack`]) each slot leases up to G trials at once
+//! (the worker registers `slots × G`), trains those that may share a group
+//! ([`packed::can_pack`]) as packed groups ([`packed::train_group_with`]) and the rest
+//! alone; every trial is still reported, completed, failed and revoked on its own, and
+//! a group's epoch reports travel in one `ReportEpochs` call.
+//!
 //! Each slot owns its device and CPU thread pool (`threads / slots` threads) and calls
 //! the coordinator by blocking on the runtime's handle. Datasets are loaded once per
 //! worker and shared by the slots (keyed by dataset string and validation fraction);
@@ -273,7 +279,9 @@ pub enum ServeError {
     #[error("--pack: must be 1 to {MAX_PACK}, got {0}")]
     BadPack(usize),
     /// `--slots` × `--pack` more than [`MAX_HELD`].
-    #[error("--pack: --slots {slots} × --pack {pack} must be at most {MAX_HELD} trials held at once")]
+    #[error(
+        "--pack: --slots {slots} × --pack {pack} must be at most {MAX_HELD} trials held at once"
+    )]
     TooMany {
         /// `--slots`.
         slots: usize,
@@ -1131,10 +1139,11 @@ fn run_group(
                 if abandon.load(Ordering::SeqCst) {
                     return;
                 }
-                pending
-                    .lock()
-                    .expect("pending reports lock")
-                    .push((g, report.epoch, wire::epoch(report)));
+                pending.lock().expect("pending reports lock").push((
+                    g,
+                    report.epoch,
+                    wire::epoch(report),
+                ));
             }) as Box<dyn FnMut(Event<'_>) + Send + '_>
         })
         .collect();
