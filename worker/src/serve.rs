@@ -1075,6 +1075,12 @@ fn run_lease(shared: &Shared, device: &device::Device, pool: &rayon::ThreadPool,
     finish(shared, held, trained);
 }
 
+/// A group member's `on_event`, sendable to the slot's thread pool.
+type OnEvent<'a> = Box<dyn FnMut(Event<'_>) + Send + 'a>;
+
+/// A group member's `stop`, shareable with the slot's thread pool.
+type Stop<'a> = Box<dyn Fn() -> bool + Sync + 'a>;
+
 /// Trains a group of compatible trials packed ([`packed::train_group_with`]) and
 /// finishes each on its own. A member that cannot train (its data, splits, a revoked
 /// lease) is answered before the group starts; a group whose memory estimate does not
@@ -1086,12 +1092,11 @@ fn run_group(
     pool: &rayon::ThreadPool,
     members: Vec<Held>,
 ) {
-    let size = members.len();
-    let mut ready: Vec<(Held, TrialConfig)> = Vec::with_capacity(size);
+    let mut ready: Vec<(Held, TrialConfig)> = Vec::with_capacity(members.len());
     let mut data: Option<Arc<Dataset>> = None;
     for mut h in members {
-        h.begin(size);
         if h.abandon.load(Ordering::SeqCst) {
+            h.begin(1);
             finish(shared, h, Err(Giveback::Abandoned));
             continue;
         }
@@ -1100,12 +1105,16 @@ fn run_group(
                 data = Some(d);
                 ready.push((h, config));
             }
-            Err(giveback) => finish(shared, h, Err(giveback)),
+            Err(giveback) => {
+                h.begin(1);
+                finish(shared, h, Err(giveback));
+            }
         }
     }
     let Some(data) = data else { return };
     if ready.len() < 2 {
-        for (h, config) in ready {
+        for (mut h, config) in ready {
+            h.begin(1);
             let trained = check_and_train(shared, device, pool, &h, &config, &data);
             finish(shared, h, trained);
         }
@@ -1117,18 +1126,22 @@ fn run_group(
             "a packed group of {} trials does not fit ({e}); training them one by one",
             ready.len()
         ));
-        for (h, config) in ready {
+        for (mut h, config) in ready {
+            h.begin(1);
             let trained = check_and_train(shared, device, pool, &h, &config, &data);
             finish(shared, h, trained);
         }
         return;
     }
     let n = ready.len();
+    for (h, _) in ready.iter_mut() {
+        h.begin(n);
+    }
     // The epoch reports given to the members' on_event, sent together after the epoch.
     let pending: Mutex<Vec<(usize, u32, gradsweep_proto::EpochReport)>> = Mutex::new(Vec::new());
     // Why reporting stopped a member, when it did.
     let refused: Mutex<Vec<Option<Giveback>>> = Mutex::new((0..n).map(|_| None).collect());
-    let mut handlers: Vec<Box<dyn FnMut(Event<'_>) + Send + '_>> = ready
+    let mut handlers: Vec<OnEvent<'_>> = ready
         .iter()
         .enumerate()
         .map(|(g, (h, _))| {
@@ -1144,16 +1157,16 @@ fn run_group(
                     report.epoch,
                     wire::epoch(report),
                 ));
-            }) as Box<dyn FnMut(Event<'_>) + Send + '_>
+            }) as OnEvent<'_>
         })
         .collect();
-    let stops: Vec<Box<dyn Fn() -> bool + Sync + '_>> = ready
+    let stops: Vec<Stop<'_>> = ready
         .iter()
         .map(|(h, _)| {
             let abandon = h.abandon.clone();
             Box::new(move || {
                 abandon.load(Ordering::SeqCst) || shared.stopping.load(Ordering::SeqCst)
-            }) as Box<dyn Fn() -> bool + Sync + '_>
+            }) as Stop<'_>
         })
         .collect();
     let mut after_epoch = |_epoch: u32| {
