@@ -269,3 +269,61 @@ fn bad_pack_values_are_one_line_naming_the_flag_and_the_limit() {
         "error: --pack: must be 1 to 64, got 0\n"
     );
 }
+
+/// Two shapes × 2 seeds: one lease of 4 splits into two groups of 2, the second waiting
+/// (holding its leases) while the first trains for long.
+const TWO_SHAPES: &str = r#"
+name = "pack-two-shapes"
+dataset = "synthetic:glyphs-tiny"
+epochs = 5000
+batch_size = 16
+seeds = [0, 1]
+[grid]
+hidden = [[128, 128], [32, 32]]
+[gradcheck]
+layer = "none"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_leases_are_heartbeated_and_sigterm_hands_every_lease_back() {
+    let dir = TempDir::new("pack-sigterm");
+    let (_coordinator, addr) = coordinator(&dir.0.join("db"), "127.0.0.1:0", "600ms");
+    let mut sweeps = gradsweep_tests::sweeps_client(&format!("http://{addr}"), None, None);
+    let log = dir.0.join("worker.log");
+    let mut w = serving(&addr, "pack-w", &["--pack", "4"], &log);
+    let sweep = submit(&mut sweeps, TWO_SHAPES).await;
+    let started = Instant::now();
+    for index in 0..2 {
+        while trial(&mut sweeps, sweep.id, index).await.epochs.is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(60), "no epoch yet");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Several lease TTLs later the waiting group's leases are still the first ones:
+    // the heartbeats renew them although they have not started training.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for index in 0..4 {
+        let t = trial(&mut sweeps, sweep.id, index).await.trial.unwrap();
+        assert_eq!(t.state(), TrialState::Leased, "trial {index}");
+        assert_eq!((t.attempt, t.lost), (0, 0), "trial {index}");
+    }
+    w.terminate();
+    let status = w.0.wait().unwrap();
+    assert!(status.success(), "worker exit: {status}");
+    // Every held lease, trained or waiting, given back at once.
+    for index in 0..4 {
+        let t = trial(&mut sweeps, sweep.id, index).await.trial.unwrap();
+        assert_eq!(t.state(), TrialState::Pending, "trial {index}");
+        assert_eq!(t.attempt, 1, "trial {index}");
+        assert_eq!((t.failures, t.lost), (0, 1), "trial {index}");
+        assert_eq!(t.history[0].kind(), AttemptEndKind::HandedBack);
+    }
+    let s = sweeps
+        .get_sweep(GetSweepRequest { sweep_id: sweep.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(s.counts.unwrap().leased, 0);
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(packed_starts(&log, 1), 2, "{log}");
+}
