@@ -327,3 +327,38 @@ async fn waiting_leases_are_heartbeated_and_sigterm_hands_every_lease_back() {
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(packed_starts(&log, 1), 2, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_does_not_fit_trains_its_trials_one_by_one() {
+    // One of these trials needs about 90 MB of host memory, four packed well over 100.
+    let spec = r#"
+name = "pack-memory"
+dataset = "synthetic:glyphs-tiny"
+epochs = 2
+batch_size = 32
+hidden = [256, 256]
+seeds = [0, 1, 2, 3]
+[gradcheck]
+layer = "none"
+"#;
+    let dir = TempDir::new("pack-memory");
+    let (_coordinator, addr) = coordinator(&dir.0.join("db"), "127.0.0.1:0", "5s");
+    let mut sweeps = gradsweep_tests::sweeps_client(&format!("http://{addr}"), None, None);
+    let (id, log) = run(
+        &mut sweeps,
+        &addr,
+        &dir,
+        spec,
+        &["--pack", "4", "--max-memory", "100M"],
+    )
+    .await;
+    assert!(
+        log.contains("a packed group of 4 trials does not fit (the trial needs about"),
+        "{log}"
+    );
+    assert_eq!(packed_starts(&log, 3), 0, "{log}");
+    for index in 0..4 {
+        let (state, epochs) = numbers(&mut sweeps, id, index).await;
+        assert_eq!(state, TrialState::Succeeded, "trial {index}: {epochs}");
+    }
+}
