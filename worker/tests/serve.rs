@@ -2,7 +2,9 @@
 //! every call names the worker's lease and id, each way a trial cannot run is given back
 //! with its `FailKind` and one-line reason, a report the coordinator's storage refuses is
 //! retried with backoff and then given back, and a report refused as invalid fails the
-//! trial with the coordinator's reason.
+//! trial with the coordinator's reason; with `--pack`, a group's epoch reports go in one
+//! `ReportEpochs` call, a trial that fits no group trains alone, and a refused report
+//! stops only its trial.
 
 use gradsweep_proto::worker_service_server::{WorkerService, WorkerServiceServer};
 use gradsweep_proto::*;
@@ -41,6 +43,10 @@ struct Script {
     calls: Mutex<Vec<Call>>,
     /// Take `ReportEpochs` (else: answer it UNIMPLEMENTED, as an older coordinator).
     batched: bool,
+    /// The worker's `--pack` (0: 1).
+    pack: usize,
+    /// How many reports each `ReportEpochs` call carried.
+    batches: Mutex<Vec<usize>>,
 }
 
 #[derive(Clone)]
@@ -82,10 +88,12 @@ impl WorkerService for Fake {
         }))
     }
 
-    async fn lease(&self, _: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
-        let next = self.0.leases.lock().unwrap().pop_front();
+    async fn lease(&self, r: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
+        let mut leases = self.0.leases.lock().unwrap();
+        let n = (r.into_inner().max_trials as usize).min(leases.len());
+        let next: Vec<TrialLease> = leases.drain(..n).collect();
         Ok(Response::new(LeaseResponse {
-            leases: next.into_iter().collect(),
+            leases: next,
             retry_after_ms: 20,
         }))
     }
@@ -109,9 +117,9 @@ impl WorkerService for Fake {
         if !self.0.batched {
             return Err(Status::unimplemented("this fake takes ReportEpoch"));
         }
-        let outcomes = r
-            .into_inner()
-            .reports
+        let reports = r.into_inner().reports;
+        self.0.batches.lock().unwrap().push(reports.len());
+        let outcomes = reports
             .into_iter()
             .map(|r| match self.take(r) {
                 None => ReportOutcome::default(),
@@ -175,7 +183,11 @@ fn lease(index: u32, config: &str, fingerprint: &str) -> TrialLease {
 /// Serves `script` on loopback, runs `worker serve` (one CPU slot) against it until
 /// `finished` trials were completed or failed, and returns every call.
 async fn run(script: Script, finished: usize) -> Vec<Call> {
-    let script = Arc::new(script);
+    run_shared(Arc::new(script), finished).await
+}
+
+/// [`run`] on a script the caller keeps.
+async fn run_shared(script: Arc<Script>, finished: usize) -> Vec<Call> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(
@@ -196,7 +208,7 @@ async fn run(script: Script, finished: usize) -> Vec<Call> {
             give_up_after: Duration::from_millis(1500),
         },
         max_memory: Some(256 << 20),
-        pack: 1,
+        pack: script.pack.max(1),
     };
     let worker = tokio::spawn(serve(options, async {
         let _ = stopped.await;
@@ -428,4 +440,104 @@ async fn invalid_report_fails(batched: bool) {
         .count();
     assert_eq!(attempts, 1);
     assert!(!calls.iter().any(|c| matches!(c, Call::Complete(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_group_reports_each_epoch_in_one_call_and_a_misfit_trains_alone() {
+    // Trials 0, 1 and 3 share a shape and train as one group; trial 2 fits no group.
+    let seeded = |seed: u32| format!("seed = {seed}\n{TRIAL}");
+    let script = Script {
+        batched: true,
+        pack: 4,
+        ..Script::default()
+    };
+    script.leases.lock().unwrap().extend([
+        lease(0, &seeded(0), ""),
+        lease(
+            1,
+            &format!("activation = \"tanh\"\nbatchnorm = true\n{}", seeded(1)),
+            "",
+        ),
+        lease(2, &seeded(2).replace("hidden = [16]", "hidden = [8]"), ""),
+        lease(
+            3,
+            &format!("regularization = \"dropout:0.2\"\n{}", seeded(3)),
+            "",
+        ),
+    ]);
+    let script = Arc::new(script);
+    let calls = run_shared(script.clone(), 4).await;
+    assert!(fails(&calls).is_empty(), "{calls:?}");
+    let mut completed: Vec<u32> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Complete(lease) => Some(lease.index),
+            _ => None,
+        })
+        .collect();
+    completed.sort();
+    assert_eq!(completed, [0, 1, 2, 3]);
+    // The group's two epochs: one call of 3 reports each; then trial 2's, alone.
+    assert_eq!(*script.batches.lock().unwrap(), [3, 3, 1, 1]);
+    let reported: Vec<(u32, u32)> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Report { lease, epoch, .. } => Some((lease.index, *epoch)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (0, 1),
+            (1, 1),
+            (3, 1),
+            (0, 2),
+            (1, 2),
+            (3, 2),
+            (2, 1),
+            (2, 2)
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_report_in_a_group_stops_only_its_trial() {
+    let seeded = |seed: u32| format!("seed = {seed}\n{TRIAL}");
+    let script = Script {
+        batched: true,
+        pack: 3,
+        ..Script::default()
+    };
+    script.leases.lock().unwrap().extend([
+        lease(0, &seeded(0), ""),
+        lease(1, &seeded(1), ""),
+        lease(2, &seeded(2), ""),
+    ]);
+    // The group's first report (trial 0's epoch 1) is refused as invalid.
+    script
+        .report_errors
+        .lock()
+        .unwrap()
+        .push_back(Status::invalid_argument("epoch 1: val_loss out of range"));
+    let script = Arc::new(script);
+    let calls = run_shared(script.clone(), 3).await;
+    assert_eq!(
+        fails(&calls),
+        [(
+            0,
+            FailKind::Error,
+            "the coordinator refused epoch 1's report: epoch 1: val_loss out of range".into()
+        )]
+    );
+    let completed: Vec<u32> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Complete(lease) => Some(lease.index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(completed, [1, 2]);
+    // Trial 0 stopped after its refused report; the others reported both epochs.
+    assert_eq!(*script.batches.lock().unwrap(), [3, 2]);
 }
