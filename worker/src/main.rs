@@ -48,7 +48,8 @@ enum Command {
     },
     /// Serve a coordinator: lease trials, train them, report every epoch, repeat.
     ///
-    /// Registers with the coordinator, then trains up to --slots trials at once. On
+    /// Registers with the coordinator, then trains up to --slots trials at once (with
+    /// --pack G, up to G packed trials per slot). On
     /// SIGTERM (or Ctrl-C) it leases nothing new, hands its leases back and exits.
     /// Logs each trial it starts and ends on stderr (RUST_LOG, --log-format).
     #[command(
