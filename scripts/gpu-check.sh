@@ -10,7 +10,7 @@
 # PyTorch installs, and puts their folders on LD_LIBRARY_PATH. With $OUT set, the whole
 # output is also written to $OUT/log. Exits non-zero when any step failed. Budget: well
 # under 8 minutes for the checks before the packed-trials section (each executable is
-# limited to 4), then about 4 more for it (issue #15: packed parity runs with the tests
+# limited to 4), then about 4 more for it (packed trials: parity runs with the tests
 # above, kernels-packed and worker-cuda_packed; then throughput for G = 1, 4, 16, 64
 # packed vs the same trials on G slots, the memory of a packed trial, the largest G
 # that fits, and PyTorch's sequential vs vmap grid, each step under its own timeout).
