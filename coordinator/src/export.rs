@@ -9,6 +9,7 @@
 use crate::Error;
 use crate::service::status;
 use crate::store::Store;
+use crate::summary::Picks;
 use gradsweep_proto::{
     Axis, AxisFilter, EpochReport, ExportTrialsRequest, ListTrialsRequest, Trial, TrialExport,
     TrialState, TrialSummary, outcome,
@@ -97,14 +98,6 @@ impl Selection {
     }
 }
 
-/// An epoch without its layer diagnostics.
-fn bare(e: &EpochReport) -> EpochReport {
-    EpochReport {
-        layers: Vec::new(),
-        ..e.clone()
-    }
-}
-
 /// A trial as a list shows it: its axis values (labels, in `axes` order), where it
 /// stands, its attempts, its worker (`worker_name` as resolved by the caller), its last
 /// and best-validation epochs (without layers), its flagged verdicts and its error.
@@ -120,13 +113,7 @@ pub fn summary(
         .zip(&trial.choice)
         .map(|(a, &c)| a.labels.get(c as usize).cloned().unwrap_or_default())
         .collect();
-    // The best validation accuracy, earliest on ties.
-    let best = epochs
-        .iter()
-        .fold(None::<&EpochReport>, |best, e| match best {
-            Some(b) if b.val_accuracy >= e.val_accuracy => Some(b),
-            _ => Some(e),
-        });
+    let picks = Picks::of(epochs);
     let result = trial.result.as_ref();
     let diverged_epoch = result
         .and_then(|r| r.outcome.as_ref())
@@ -164,8 +151,8 @@ pub fn summary(
             worker_name.to_owned()
         },
         epochs: epochs.len() as u32,
-        final_epoch: epochs.last().map(bare),
-        best_val_epoch: best.map(bare),
+        final_epoch: picks.final_epoch,
+        best_val_epoch: picks.best_val_epoch,
         flagged,
         diverged_epoch,
         error: trial.error.clone(),

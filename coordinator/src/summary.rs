@@ -1,5 +1,5 @@
-//! A trial's compact record (tree `summaries`): what tables, effects and trial lists
-//! read, one small record per trial, so that none of them decodes a trial's config,
+//! A trial's compact record (tree `summaries`): what tables and effects read, one
+//! small record per trial, so that neither decodes a trial's config,
 //! history or result, nor any epoch's layer diagnostics.
 //!
 //! Every trial has one from its submission; the store rewrites it in the same sled
@@ -8,7 +8,8 @@
 //! (without layer diagnostics), its verdicts' flags, how many epochs it stored, the
 //! epoch it diverged in and its training time.
 
-use gradsweep_proto::{Axis, EpochReport, Trial, TrialState, TrialSummary, outcome};
+use gradsweep_proto::{EpochReport, Trial, TrialState, outcome};
+use std::borrow::Borrow;
 
 /// A verdict's name and whether it flagged the trial.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -88,20 +89,26 @@ pub struct Picks {
 
 impl Picks {
     /// Picks from an attempt's epochs, in epoch order (layer diagnostics dropped).
-    pub fn of(epochs: impl IntoIterator<Item = EpochReport>) -> Picks {
+    pub fn of<E: Borrow<EpochReport>>(epochs: impl IntoIterator<Item = E>) -> Picks {
+        let bare = |e: &EpochReport| EpochReport {
+            layers: Vec::new(),
+            ..e.clone()
+        };
         let mut picks = Picks::default();
-        for mut report in epochs {
-            report.layers = Vec::new();
+        let mut last = None;
+        for e in epochs {
+            let report = e.borrow();
             picks.epochs += 1;
             let better = picks
                 .best_val_epoch
                 .as_ref()
                 .is_none_or(|b| report.val_accuracy > b.val_accuracy);
             if better {
-                picks.best_val_epoch = Some(report.clone());
+                picks.best_val_epoch = Some(bare(report));
             }
-            picks.final_epoch = Some(report);
+            last = Some(e);
         }
+        picks.final_epoch = last.map(|e| bare(e.borrow()));
         picks
     }
 }
@@ -158,41 +165,6 @@ impl Summary {
             self.final_epoch.as_ref()
         }
     }
-
-    /// As a `ListTrials` answer: `axes` are the sweep's (for the value labels),
-    /// `worker_name` the name of [`Summary::worker_id`]. A leased trial's epoch count
-    /// and numbers are not in its summary (they change every epoch): the caller adds
-    /// them from the store's epochs when it wants them.
-    pub fn to_trial_summary(&self, axes: &[Axis], worker_name: String) -> TrialSummary {
-        TrialSummary {
-            index: self.index,
-            key: self.key.clone(),
-            values: axes
-                .iter()
-                .zip(&self.choice)
-                .map(|(a, &c)| a.labels.get(c as usize).cloned().unwrap_or_default())
-                .collect(),
-            seed: self.seed,
-            state: self.state,
-            attempt: self.attempt,
-            failures: self.failures,
-            lost: self.lost,
-            worker_id: self.worker_id,
-            worker_name,
-            epochs: self.epochs,
-            final_epoch: self.final_epoch.clone(),
-            best_val_epoch: self.best_val_epoch.clone(),
-            flagged: self
-                .verdicts
-                .iter()
-                .filter(|v| v.flagged)
-                .map(|v| v.name.clone())
-                .collect(),
-            diverged_epoch: self.diverged_epoch,
-            error: self.error.clone(),
-            seconds: self.seconds,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -212,6 +184,6 @@ mod tests {
         assert_eq!(p.final_epoch.as_ref().unwrap().epoch, 4);
         assert_eq!(p.best_val_epoch.as_ref().unwrap().epoch, 2);
         assert!(p.final_epoch.unwrap().layers.is_empty());
-        assert_eq!(Picks::of([]), Picks::default());
+        assert_eq!(Picks::of::<EpochReport>([]), Picks::default());
     }
 }

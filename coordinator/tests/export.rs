@@ -2,75 +2,18 @@
 //! summaries, filters, refusals, exports equal to `GetTrial`, and a reader that stops
 //! early.
 
-use gradsweep_coordinator::{LeasePolicy, ServerConfig, Store, run};
+use gradsweep_coordinator::LeasePolicy;
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
 use gradsweep_proto::worker_service_client::WorkerServiceClient;
 use gradsweep_proto::*;
-use std::sync::Arc;
-use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::Channel;
 
-struct Server {
-    url: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-    dir: std::path::PathBuf,
-}
-
-async fn start(tag: &str) -> Server {
-    let dir = std::env::temp_dir().join(format!("gradsweep-export-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Arc::new(Store::open(&dir, LeasePolicy::default()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        run(listener, store, ServerConfig::default(), async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    Server {
-        url,
-        stop: Some(stop),
-        done,
-        dir,
-    }
-}
-
-impl Server {
-    async fn clients(&self) -> (SweepServiceClient<Channel>, WorkerServiceClient<Channel>) {
-        let channel = Channel::from_shared(self.url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        (
-            SweepServiceClient::new(channel.clone()),
-            WorkerServiceClient::new(channel),
-        )
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        (&mut self.done).await.unwrap();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+mod common;
+use common::*;
 
 /// relu s0, relu s1, tanh s0, tanh s1 (seeds vary fastest); two Linear layers.
 const SPEC: &str = "name = \"export\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 2\nhidden = [8]\nseeds = [0, 1]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n";
-
-fn lref(l: &TrialLease, worker: u64) -> LeaseRef {
-    LeaseRef {
-        sweep_id: l.sweep_id,
-        index: l.index,
-        lease_id: l.lease_id,
-        worker_id: worker,
-    }
-}
 
 fn epoch(index: u32, epoch: u32, val_accuracy: f64) -> EpochReport {
     let x = f64::from(index * 10 + epoch);
@@ -176,7 +119,7 @@ fn indexes(s: &[TrialSummary]) -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trials_are_listed_filtered_and_exported_as_stored() {
-    let server = start("flow").await;
+    let server = start("export-flow", LeasePolicy::default()).await;
     let (mut sweeps, mut workers) = server.clients().await;
     let sweep = sweeps
         .submit_sweep(SubmitSweepRequest {
@@ -188,16 +131,7 @@ async fn trials_are_listed_filtered_and_exported_as_stored() {
         .sweep
         .unwrap();
     let id = sweep.id;
-    let w = workers
-        .register(RegisterRequest {
-            name: "sim".into(),
-            device: "cpu".into(),
-            slots: 4,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .worker_id;
+    let w = register(&mut workers, "sim", 4).await;
     let leases = workers
         .lease(LeaseRequest {
             worker_id: w,
@@ -474,7 +408,7 @@ async fn trials_are_listed_filtered_and_exported_as_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_stream_is_read_to_its_end_or_dropped_midway() {
-    let server = start("long").await;
+    let server = start("export-long", LeasePolicy::default()).await;
     let (mut sweeps, _) = server.clients().await;
     let seeds: Vec<String> = (0..300).map(|s| s.to_string()).collect();
     let spec = SPEC.replace("seeds = [0, 1]", &format!("seeds = [{}]", seeds.join(", ")));
