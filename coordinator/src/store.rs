@@ -31,7 +31,12 @@
 //! `history` and requeues it as a new attempt; an error counts in `failures` (`FAILED`
 //! at [`LeasePolicy::max_attempts`]), the others in `lost` (`FAILED` at
 //! [`LeasePolicy::max_lost`]). [`Store::retry`] requeues FAILED (and DIVERGED) trials
-//! with both counts reset. Every transition is one sled transaction. A call naming a
+//! with both counts reset. Every transition of a trial is one sled transaction; what
+//! moves a whole sweep (submit, cancel, retry) writes its trials in transactions of
+//! [`WRITE_CHUNK`] (see there for why), ordered so that a crash midway is finished or
+//! undone when the database is next opened: a submit's trials are invisible until its
+//! sweep record is written (and removed on open if it never was); a cancel writes its
+//! sweep record first (and open cancels a cancelled sweep's open trials). A call naming a
 //! lease that is not the trial's current one is refused with [`Error::StaleLease`], a
 //! call from another worker than the lease's with [`Error::NotLeaseHolder`], a report
 //! that breaks the protocol with [`Error::BadRequest`]; none of them changes anything.
@@ -99,6 +104,11 @@ pub const DERIVED_VERSION: u32 = 1;
 
 /// The `meta` key of [`DERIVED_VERSION`].
 const DERIVED: &str = "derived_version";
+
+/// The most trials one transaction or batch writes: sled 0.34 keeps much of a large
+/// transaction in memory after it commits (one 100,000-trial transaction: about
+/// 1.6 GB), so submits, cancels, retries and rebuilds write in chunks of this many.
+pub const WRITE_CHUNK: usize = 1024;
 
 /// The most reports one `ReportEpochs` call may carry.
 pub const MAX_REPORTS_PER_CALL: usize = 4096;
@@ -724,6 +734,7 @@ impl Store {
         if counter < largest {
             meta.insert(LAST_SWEEP_ID, &largest.to_be_bytes())?;
         }
+        let last_sweep = counter.max(largest);
         let (done, _) = watch::channel(0);
         let store = Store {
             sweeps,
@@ -742,6 +753,13 @@ impl Store {
                 done,
             }),
         };
+        let orphans = store.remove_trials_above(last_sweep)?;
+        if orphans > 0 {
+            tracing::warn!(
+                trials = orphans,
+                "removed the trials of a submit that did not finish"
+            );
+        }
         let derived = match store.meta.get(DERIVED)? {
             Some(v) => u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 4])),
             None => 0,
@@ -819,6 +837,24 @@ impl Store {
                     .insert(id.to_be_bytes(), found.encode_to_vec())?;
             }
         }
+        // A cancel that stopped midway: its sweep says cancelled, some trials are open.
+        let unfinished: Vec<u64> = index
+            .sweeps
+            .iter()
+            .filter(|(_, info)| info.cancelled)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in unfinished {
+            let c = store.stored_counts(id)?;
+            if c.pending + c.leased > 0 {
+                let n = store.cancel_open_trials(&mut index, id)?;
+                tracing::warn!(
+                    sweep = id,
+                    trials = n,
+                    "finished cancelling a cancelled sweep's trials"
+                );
+            }
+        }
         *store.index.lock().expect("store index lock") = index;
         Ok(store)
     }
@@ -841,7 +877,7 @@ impl Store {
             };
             batch.insert(k, Summary::of(&trial, picks.as_ref()).encode_to_vec());
             pending += 1;
-            if pending == 4096 {
+            if pending == WRITE_CHUNK {
                 self.summaries.apply_batch(std::mem::take(&mut batch))?;
                 pending = 0;
             }
@@ -857,6 +893,35 @@ impl Store {
         self.meta.insert(DERIVED, &DERIVED_VERSION.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Removes the trials (and summaries) of sweep ids above `last`, the sweep id
+    /// counter: what a submit that did not reach its final transaction left.
+    /// Returns how many trials it removed.
+    fn remove_trials_above(&self, last: u64) -> Result<usize, Error> {
+        let Some(first) = last.checked_add(1) else {
+            return Ok(0);
+        };
+        let from = trial_key((first, 0));
+        let mut removed = 0;
+        for tree in [&self.trials, &self.summaries] {
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for entry in tree.range(from..).take(WRITE_CHUNK) {
+                    batch.remove(entry?.0);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                tree.apply_batch(batch)?;
+                if std::ptr::eq(tree, &self.trials) {
+                    removed += n;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// A sweep's stored counts (zero when none are stored).
@@ -1051,7 +1116,9 @@ impl Store {
     // Sweeps
     // -----------------------------------------------------------------------------------
 
-    /// Stores a sweep and all its trials, `PENDING`, in one transaction.
+    /// Stores a sweep and all its trials, `PENDING`: the trials in chunks of
+    /// [`WRITE_CHUNK`], then the sweep's record, counts and id in one transaction, which
+    /// is what makes them a sweep (a crash before it leaves nothing a reader sees).
     pub fn submit(&self, new: &NewSweep<'_>, now_ms: u64) -> Result<Sweep, Error> {
         let sweep = self.write(|| {
             let mut index = self.lock();
@@ -1083,10 +1150,17 @@ impl Store {
                 counts: None,
                 dataset_fingerprint: String::new(),
             };
-            let records: Vec<([u8; 12], Vec<u8>, Vec<u8>)> = new
-                .trials
-                .iter()
-                .map(|t| {
+            // The trials go in chunks (one transaction of a whole large sweep keeps
+            // hundreds of MB in sled's memory), under an id no sweep record names yet;
+            // the sweep becomes visible (and its trials leasable) with the small
+            // transaction that stores its record and advances the counter. Trials left
+            // by a submit that did not finish are above the counter: removed here and
+            // when the database is opened.
+            self.remove_trials_above(last)?;
+            for chunk in new.trials.chunks(WRITE_CHUNK) {
+                let mut trials = sled::Batch::default();
+                let mut summaries = sled::Batch::default();
+                for t in chunk {
                     let trial = Trial {
                         sweep_id: id,
                         index: t.index as u32,
@@ -1097,45 +1171,32 @@ impl Store {
                         state: TrialState::Pending as i32,
                         ..Trial::default()
                     };
-                    (
-                        trial_key((id, t.index as u32)),
-                        trial.encode_to_vec(),
-                        Summary::of(&trial, None).encode_to_vec(),
-                    )
-                })
-                .collect();
+                    let key = trial_key((id, t.index as u32));
+                    trials.insert(&key[..], trial.encode_to_vec());
+                    summaries.insert(&key[..], Summary::of(&trial, None).encode_to_vec());
+                }
+                self.trials.apply_batch(trials)?;
+                self.summaries.apply_batch(summaries)?;
+            }
             let counts = TrialCounts {
                 pending: new.trials.len() as u32,
                 ..TrialCounts::default()
             }
             .encode_to_vec();
-            untx(
-                (
-                    &self.sweeps,
-                    &self.trials,
-                    &self.summaries,
-                    &self.counts,
-                    &self.meta,
-                )
-                    .transaction(
-                        |(sweeps, trials, summaries, counts_tree, meta)| {
-                            let stored = meta.get(LAST_SWEEP_ID)?;
-                            if stored.as_deref().unwrap_or(&[0u8; 8][..]) != last.to_be_bytes() {
-                                return Err(ConflictableTransactionError::Abort(Error::Internal(
-                                    "the sweep id counter changed during a submit".into(),
-                                )));
-                            }
-                            for (k, v, summary) in &records {
-                                trials.insert(&k[..], v.as_slice())?;
-                                summaries.insert(&k[..], summary.as_slice())?;
-                            }
-                            tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
-                            counts_tree.insert(&id.to_be_bytes(), counts.as_slice())?;
-                            meta.insert(LAST_SWEEP_ID, &id.to_be_bytes())?;
-                            Ok(())
-                        },
-                    ),
-            )?;
+            untx((&self.sweeps, &self.counts, &self.meta).transaction(
+                |(sweeps, counts_tree, meta)| {
+                    let stored = meta.get(LAST_SWEEP_ID)?;
+                    if stored.as_deref().unwrap_or(&[0u8; 8][..]) != last.to_be_bytes() {
+                        return Err(ConflictableTransactionError::Abort(Error::Internal(
+                            "the sweep id counter changed during a submit".into(),
+                        )));
+                    }
+                    tx_put(sweeps, &id.to_be_bytes(), &sweep)?;
+                    counts_tree.insert(&id.to_be_bytes(), counts.as_slice())?;
+                    meta.insert(LAST_SWEEP_ID, &id.to_be_bytes())?;
+                    Ok(())
+                },
+            ))?;
             index.sweeps.insert(id, SweepInfo::default());
             index
                 .pending
@@ -1246,8 +1307,10 @@ impl Store {
         }
     }
 
-    /// Cancels every pending or leased trial of a sweep, and the sweep, in one
-    /// transaction. Leased trials' workers learn it at their next heartbeat.
+    /// Cancels a sweep and every pending or leased trial of it. The sweep's record is
+    /// written first; its open trials follow in transactions of [`WRITE_CHUNK`] (each
+    /// with its counts), and a cancel that stops midway is finished when the database
+    /// is next opened. Leased trials' workers learn it at their next heartbeat.
     pub fn cancel(&self, sweep_id: u64) -> Result<Sweep, Error> {
         let sweep = self.write(|| {
             let mut index = self.lock();
@@ -1257,51 +1320,63 @@ impl Store {
                 .ok_or(Error::NoSweep(sweep_id))?;
             let mut sweep: Sweep = decode(&bytes)?;
             sweep.set_state(SweepState::Cancelled);
-            // The summaries say which trials are open; only those are read whole.
-            let mut open = Vec::new();
-            for summary in self.summaries(sweep_id) {
-                let summary = summary?;
-                if matches!(summary.state(), TrialState::Pending | TrialState::Leased) {
-                    let trial = self.trial((sweep_id, summary.index))?;
-                    if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
-                        open.push(trial);
-                    }
-                }
-            }
-            let mut moved = Delta::default();
-            for trial in &open {
-                moved.moved(trial.state(), TrialState::Cancelled);
-            }
-            untx(
-                (&self.sweeps, &self.trials, &self.summaries, &self.counts).transaction(
-                    |(sweeps, trials, summaries, counts)| {
-                        for trial in &open {
-                            let mut t = trial.clone();
-                            t.set_state(TrialState::Cancelled);
-                            t.lease_deadline_unix_ms = 0;
-                            tx_trial(trials, summaries, &t, None)?;
-                        }
-                        tx_put(sweeps, &sweep_id.to_be_bytes(), &sweep)?;
-                        tx_counts(counts, sweep_id, &moved)?;
-                        Ok(())
-                    },
-                ),
-            )?;
-            for trial in &open {
-                let id = (trial.sweep_id, trial.index);
-                index.pending.remove(&id);
-                index.release(&id);
-            }
+            self.sweeps
+                .insert(sweep_id.to_be_bytes(), sweep.encode_to_vec())?;
             index.sweeps.entry(sweep_id).or_default().cancelled = true;
+            self.cancel_open_trials(&mut index, sweep_id)?;
             Ok(sweep)
         })?;
         self.with_counts(sweep)
     }
 
+    /// Cancels a (cancelled) sweep's pending and leased trials, [`WRITE_CHUNK`] to a
+    /// transaction. Returns how many it cancelled.
+    fn cancel_open_trials(&self, index: &mut Index, sweep_id: u64) -> Result<usize, Error> {
+        // The summaries say which trials are open; only those are read whole.
+        let mut open = Vec::new();
+        for summary in self.summaries(sweep_id) {
+            let summary = summary?;
+            if matches!(summary.state(), TrialState::Pending | TrialState::Leased) {
+                open.push(summary.index);
+            }
+        }
+        let mut cancelled = 0;
+        for chunk in open.chunks(WRITE_CHUNK) {
+            let mut trials = Vec::with_capacity(chunk.len());
+            let mut moved = Delta::default();
+            for &i in chunk {
+                let trial = self.trial((sweep_id, i))?;
+                if matches!(trial.state(), TrialState::Pending | TrialState::Leased) {
+                    moved.moved(trial.state(), TrialState::Cancelled);
+                    trials.push(trial);
+                }
+            }
+            untx((&self.trials, &self.summaries, &self.counts).transaction(
+                |(trials_tree, summaries, counts)| {
+                    for trial in &trials {
+                        let mut t = trial.clone();
+                        t.set_state(TrialState::Cancelled);
+                        t.lease_deadline_unix_ms = 0;
+                        tx_trial(trials_tree, summaries, &t, None)?;
+                    }
+                    tx_counts(counts, sweep_id, &moved)?;
+                    Ok(())
+                },
+            ))?;
+            for trial in &trials {
+                let id = (trial.sweep_id, trial.index);
+                index.pending.remove(&id);
+                index.release(&id);
+            }
+            cancelled += trials.len();
+        }
+        Ok(cancelled)
+    }
+
     /// Requeues a sweep's FAILED trials (and DIVERGED ones with `include_diverged`) as
     /// new attempts with `failures` and `lost` reset and a RETRIED entry in their
-    /// history, in one transaction. Returns the sweep and how many were requeued. A
-    /// cancelled sweep is refused.
+    /// history, in transactions of [`WRITE_CHUNK`] trials. Returns the sweep and how
+    /// many were requeued. A cancelled sweep is refused.
     pub fn retry(
         &self,
         sweep_id: u64,
@@ -1321,7 +1396,6 @@ impl Store {
                 )));
             }
             let mut chosen = Vec::new();
-            let mut moved = Delta::default();
             for summary in self.summaries(sweep_id) {
                 let summary = summary?;
                 if !matches!(summary.state(), TrialState::Failed | TrialState::Diverged) {
@@ -1359,20 +1433,29 @@ impl Store {
                 t.lease_deadline_unix_ms = 0;
                 t.result = None;
                 t.error.clear();
-                moved.moved(was, TrialState::Pending);
-                chosen.push(t);
+                chosen.push((t, was));
             }
-            untx((&self.trials, &self.summaries, &self.counts).transaction(
-                |(trials, summaries, counts)| {
-                    for t in &chosen {
-                        tx_trial(trials, summaries, t, None)?;
-                    }
-                    tx_counts(counts, sweep_id, &moved)?;
-                    Ok(())
-                },
-            ))?;
-            for t in &chosen {
-                index.pending.insert((t.sweep_id, t.index));
+            // In transactions of WRITE_CHUNK trials, each with its counts: a retry
+            // that stops midway has requeued whole chunks, and the rest stay for
+            // another retry.
+            for chunk in chosen.chunks(WRITE_CHUNK) {
+                let mut moved = Delta::default();
+                for (t, was) in chunk {
+                    moved.moved(*was, TrialState::Pending);
+                    debug_assert_eq!(t.state(), TrialState::Pending);
+                }
+                untx((&self.trials, &self.summaries, &self.counts).transaction(
+                    |(trials, summaries, counts)| {
+                        for (t, _) in chunk {
+                            tx_trial(trials, summaries, t, None)?;
+                        }
+                        tx_counts(counts, sweep_id, &moved)?;
+                        Ok(())
+                    },
+                ))?;
+                for (t, _) in chunk {
+                    index.pending.insert((t.sweep_id, t.index));
+                }
             }
             Ok((sweep, chosen.len() as u32))
         })?;
@@ -2020,13 +2103,17 @@ mod tests {
     }
 
     fn submit(store: &Store) -> Sweep {
-        let spec = SweepSpec::from_toml_str(SPEC).unwrap();
-        let trials = spec.expand(100).unwrap();
+        submit_spec(store, SPEC)
+    }
+
+    fn submit_spec(store: &Store, text: &str) -> Sweep {
+        let spec = SweepSpec::from_toml_str(text).unwrap();
+        let trials = spec.expand(100_000).unwrap();
         store
             .submit(
                 &NewSweep {
                     name: &spec.name,
-                    spec_toml: SPEC,
+                    spec_toml: text,
                     axes: &spec.axes,
                     seeds: &spec.seeds,
                     trials: &trials,
@@ -2796,6 +2883,177 @@ mod tests {
         let (_, n) = store.retry(5, false, 0).unwrap();
         assert_eq!(n, 1);
         assert_eq!(store.trial((5, 1)).unwrap().state(), TrialState::Pending);
+    }
+
+    /// A spec of 2 × `seeds` trials.
+    fn big_spec(seeds: usize) -> String {
+        let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
+        format!(
+            "name = \"big\"\ndataset = \"synthetic:glyphs-tiny\"\nepochs = 2\nhidden = [8]\n\
+             seeds = [{}]\n[grid]\nactivation = [\"relu\", \"tanh\"]\n",
+            seeds.join(", ")
+        )
+    }
+
+    fn states(store: &Store, sweep: u64) -> Vec<TrialState> {
+        store
+            .trials_of(sweep)
+            .unwrap()
+            .iter()
+            .map(Trial::state)
+            .collect()
+    }
+
+    #[test]
+    fn sweeps_of_several_write_chunks_are_submitted_cancelled_and_retried_whole() {
+        let dir = TempDir::new("chunks");
+        let store = open(&dir);
+        let n = 2 * 1300;
+        assert!(n > 2 * WRITE_CHUNK);
+        let sweep = submit_spec(&store, &big_spec(1300));
+        assert_eq!(sweep.counts.unwrap().pending, n as u32);
+        assert_eq!(store.trials_of(sweep.id).unwrap().len(), n);
+        assert_eq!(store.summaries(sweep.id).count(), n);
+        // Every trial is leasable, in order.
+        let w = store.register("w", "cpu", 1024, 0).unwrap();
+        let leased = store.lease(w.id, 1024, 0).unwrap();
+        assert_eq!(leased.len(), 1024);
+        assert_eq!(leased.last().unwrap().index, 1023);
+        // One error each fails them (max_attempts 2: twice), then retry requeues all.
+        for attempt in 0..2 {
+            if attempt == 1 {
+                let again = store.lease(w.id, 1024, 0).unwrap();
+                assert_eq!(again.len(), 1024);
+                for l in &again {
+                    store
+                        .fail(&lease_ref(l, w.id), FailKind::Error, "boom", 0)
+                        .unwrap();
+                }
+            } else {
+                for l in &leased {
+                    store
+                        .fail(&lease_ref(l, w.id), FailKind::Error, "boom", 0)
+                        .unwrap();
+                }
+            }
+        }
+        let c = store.sweep(sweep.id).unwrap().counts.unwrap();
+        assert_eq!((c.pending, c.failed), (n as u32 - 1024, 1024));
+        let (after, requeued) = store.retry(sweep.id, false, 0).unwrap();
+        assert_eq!(requeued, 1024);
+        assert_eq!(after.counts.unwrap().pending, n as u32);
+        // Cancel: every trial, leased ones too, and the counts in step.
+        store.lease(w.id, 10, 0).unwrap();
+        let cancelled = store.cancel(sweep.id).unwrap();
+        let c = cancelled.counts.unwrap();
+        assert_eq!((c.cancelled, c.pending, c.leased), (n as u32, 0, 0));
+        assert!(
+            states(&store, sweep.id)
+                .iter()
+                .all(|&s| s == TrialState::Cancelled)
+        );
+        assert!(store.lease(w.id, 1, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_trials_of_a_submit_that_did_not_finish_are_removed_on_open() {
+        let dir = TempDir::new("orphans");
+        {
+            let store = open(&dir);
+            submit(&store);
+            store.flush_blocking().unwrap();
+        }
+        {
+            // A submit that stopped after writing trials of sweep 2 (and a stray 9),
+            // before the transaction that stores the sweep and advances the counter.
+            let db = sled::open(&dir.0).unwrap();
+            let trials = db.open_tree("trials").unwrap();
+            let summaries = db.open_tree("summaries").unwrap();
+            for (sweep, index) in [(2u64, 0u32), (2, 1), (2, 7), (9, 0)] {
+                let t = Trial {
+                    sweep_id: sweep,
+                    index,
+                    config_toml: "junk".into(),
+                    state: TrialState::Pending as i32,
+                    ..Trial::default()
+                };
+                trials
+                    .insert(trial_key((sweep, index)), t.encode_to_vec())
+                    .unwrap();
+                summaries
+                    .insert(
+                        trial_key((sweep, index)),
+                        Summary::of(&t, None).encode_to_vec(),
+                    )
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = reopen(&dir, 0);
+        assert!(store.trials_of(2).unwrap().is_empty());
+        assert!(store.trials_of(9).unwrap().is_empty());
+        assert_eq!(store.summaries(2).count(), 0);
+        // The next sweep is 2, with exactly its own four trials.
+        let sweep = submit(&store);
+        assert_eq!(sweep.id, 2);
+        assert_eq!(store.trials_of(2).unwrap().len(), 4);
+        let w = store.register("w", "cpu", 16, 0).unwrap();
+        let leased: Vec<(u64, u32)> = store
+            .lease(w.id, 16, 0)
+            .unwrap()
+            .iter()
+            .map(|l| (l.sweep_id, l.index))
+            .collect();
+        assert_eq!(
+            leased,
+            [
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (1, 3),
+                (2, 0),
+                (2, 1),
+                (2, 2),
+                (2, 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cancel_that_stopped_midway_is_finished_on_open() {
+        let dir = TempDir::new("half-cancel");
+        let (sweep, held) = {
+            let store = open(&dir);
+            let sweep = submit(&store);
+            let w = store.register("w", "cpu", 1, 0).unwrap();
+            let held = lease_ref(&store.lease(w.id, 1, 0).unwrap()[0], w.id);
+            store.flush_blocking().unwrap();
+            (sweep, held)
+        };
+        {
+            // The cancel wrote the sweep's record, then stopped.
+            let db = sled::open(&dir.0).unwrap();
+            let sweeps = db.open_tree("sweeps").unwrap();
+            let mut s: Sweep =
+                decode(&sweeps.get(sweep.id.to_be_bytes()).unwrap().unwrap()).unwrap();
+            s.set_state(SweepState::Cancelled);
+            sweeps
+                .insert(sweep.id.to_be_bytes(), s.encode_to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = reopen(&dir, 0);
+        let c = store.sweep(sweep.id).unwrap().counts.unwrap();
+        assert_eq!((c.cancelled, c.pending, c.leased), (4, 0, 0));
+        assert!(
+            states(&store, sweep.id)
+                .iter()
+                .all(|&s| s == TrialState::Cancelled)
+        );
+        assert!(!store.has_pending());
+        let beat = store.heartbeat(held.worker_id, &[held], 0).unwrap();
+        assert!(beat.renewed.is_empty());
+        assert_eq!(beat.revoked.len(), 1);
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! Linear layers) and runs `--workers` simulated workers: each leases up to `--slots`
 //! trials, reports every epoch of all of them in one `ReportEpochs` call (six numbers,
 //! the penalty and three layers of diagnostics: real-sized reports), heartbeats, and
-//! completes them (trials with `elu` diverge halfway). Meanwhile a client builds tables
+//! completes them (trials with `elu` diverge halfway). Unpaced, each worker sends its
+//! next call as soon as the last is answered (the most the coordinator takes, and its
+//! latencies at saturation); `--rate R` paces them to R reports a second in all, as
+//! GPUs that train between reports would. Meanwhile a client builds tables
 //! in a loop. Then it prints reports/s, Lease latency (p50/p99, overall and while a
 //! table was being built), the time of GetTable, GetEffects, ListSweeps and GetSweep,
 //! the coordinator's RSS, and its restart-to-serving time after a SIGKILL.
@@ -18,6 +21,7 @@
 //!
 //! ```text
 //! simworkers --trials 100000 --epochs 40 --workers 200 --slots 4
+//! simworkers --trials 100000 --epochs 40 --workers 200 --slots 4 --rate 10000
 //! ```
 
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
@@ -32,7 +36,12 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 const USAGE: &str = "usage: simworkers [--trials N] [--epochs E] [--workers W] [--slots S] \
-[--cache-mb M] [--db DIR] [--coordinator URL] [--no-tables] [--check]";
+[--rate R] [--cache-mb M] [--db DIR] [--coordinator URL] [--no-tables] [--check]
+
+--rate R paces the workers to R epoch reports a second in all (each worker sends its
+ReportEpochs calls at a fixed interval, as a GPU that trains between them would);
+without it every worker sends its next call as soon as the last is answered, which
+measures the most the coordinator takes (and latencies at saturation).";
 
 const ACTIVATIONS: [&str; 5] = ["sigmoid", "tanh", "relu", "leaky_relu", "elu"];
 
@@ -41,6 +50,7 @@ struct Args {
     epochs: u32,
     workers: usize,
     slots: u32,
+    rate: Option<u64>,
     cache_mb: Option<u64>,
     db: Option<PathBuf>,
     coordinator: Option<String>,
@@ -54,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         epochs: 10,
         workers: 50,
         slots: 4,
+        rate: None,
         cache_mb: None,
         db: None,
         coordinator: None,
@@ -74,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--epochs" => a.epochs = number("--epochs", value("--epochs")?)? as u32,
             "--workers" => a.workers = number("--workers", value("--workers")?)? as usize,
             "--slots" => a.slots = number("--slots", value("--slots")?)? as u32,
+            "--rate" => a.rate = Some(number("--rate", value("--rate")?)?),
             "--cache-mb" => a.cache_mb = Some(number("--cache-mb", value("--cache-mb")?)?),
             "--db" => a.db = Some(PathBuf::from(value("--db")?)),
             "--coordinator" => a.coordinator = Some(value("--coordinator")?),
@@ -270,10 +282,18 @@ fn fail(line: String) -> ! {
     std::process::exit(1);
 }
 
+/// When a worker sends its epoch reports: at once, or on a fixed period from a phase.
+#[derive(Clone, Copy)]
+struct Pace {
+    period: Option<Duration>,
+    phase: Duration,
+}
+
 async fn sim_worker(
     mut client: Workers,
     n: usize,
     slots: u32,
+    pace: Pace,
     stats: Arc<Stats>,
     tables: Arc<AtomicBool>,
     keep: bool,
@@ -288,6 +308,7 @@ async fn sim_worker(
         .map_err(|s| format!("register: {}", s.message()))?
         .into_inner()
         .worker_id;
+    let mut next = tokio::time::Instant::now() + pace.phase;
     loop {
         let during = tables.load(Ordering::Relaxed);
         let t = Instant::now();
@@ -346,6 +367,11 @@ async fn sim_worker(
                 .collect();
             if batch.is_empty() {
                 break;
+            }
+            if let Some(period) = pace.period {
+                // A worker that fell behind sends at once (and does not catch up).
+                next = (next + period).max(tokio::time::Instant::now());
+                tokio::time::sleep_until(next).await;
             }
             let request = ReportEpochsRequest {
                 reports: batch
@@ -538,10 +564,21 @@ async fn main() {
         } else {
             workers.clone()
         };
+        // Each worker's share of the rate: one call of `slots` reports per period.
+        let period = args.rate.map(|r| {
+            Duration::from_secs_f64(args.workers as f64 * f64::from(args.slots) / r as f64)
+        });
+        let pace = Pace {
+            period,
+            phase: period.map_or(Duration::ZERO, |p| {
+                p.mul_f64(n as f64 / args.workers as f64)
+            }),
+        };
         tasks.push(tokio::spawn(sim_worker(
             client,
             n,
             args.slots,
+            pace,
             stats.clone(),
             in_table.clone(),
             args.check,
@@ -580,10 +617,14 @@ async fn main() {
     }
 
     println!(
-        "{acked} epoch reports in {took:.1} s: {:.0} reports/s ({} workers × {} slots)",
+        "{acked} epoch reports in {took:.1} s: {:.0} reports/s ({} workers × {} slots, {})",
         acked as f64 / took,
         args.workers,
-        args.slots
+        args.slots,
+        match args.rate {
+            Some(r) => format!("paced to {r}/s"),
+            None => "unpaced".into(),
+        }
     );
     let mut leases = std::mem::take(&mut *stats.leases.lock().unwrap());
     let mut during = std::mem::take(&mut *stats.leases_during_tables.lock().unwrap());
