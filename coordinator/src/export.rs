@@ -7,6 +7,7 @@
 //! next send. Every [`TrialSummary`] is built by [`summary`], and only there.
 
 use crate::Error;
+use crate::readers::Readers;
 use crate::service::status;
 use crate::store::Store;
 use crate::summary::Picks;
@@ -199,10 +200,11 @@ fn stream<T: Send + 'static>(
     trial_count: u32,
     selection: Selection,
     layers: bool,
+    readers: &Readers,
     make: fn(TrialSummary, Vec<EpochReport>) -> T,
-) -> ReceiverStream<Result<T, Status>> {
+) -> Result<ReceiverStream<Result<T, Status>>, Status> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-    tokio::task::spawn_blocking(move || {
+    readers.spawn_stream(move || {
         let mut names = Names {
             store: &store,
             known: HashMap::new(),
@@ -233,46 +235,50 @@ fn stream<T: Send + 'static>(
                 return;
             }
         }
-    });
-    ReceiverStream::new(rx)
+    })?;
+    Ok(ReceiverStream::new(rx))
 }
 
 /// `ListTrials`: the sweep's trials that the request keeps, as summaries.
 pub fn list_trials(
     store: &Arc<Store>,
+    readers: &Readers,
     r: ListTrialsRequest,
 ) -> Result<ReceiverStream<Result<TrialSummary, Status>>, Status> {
     let sweep = store.sweep(r.sweep_id).map_err(status)?;
     let selection = Selection::new(sweep.id, &sweep.axes, &r.states, &r.filters).map_err(status)?;
-    Ok(stream(
+    stream(
         store.clone(),
         sweep.id,
         sweep.axes,
         sweep.trial_count,
         selection,
         false,
+        readers,
         |s, _| s,
-    ))
+    )
 }
 
 /// `ExportTrials`: the sweep's trials that the request keeps, each with its stored
 /// epochs (and their layer diagnostics when asked).
 pub fn export_trials(
     store: &Arc<Store>,
+    readers: &Readers,
     r: ExportTrialsRequest,
 ) -> Result<ReceiverStream<Result<TrialExport, Status>>, Status> {
     let sweep = store.sweep(r.sweep_id).map_err(status)?;
     let selection = Selection::new(sweep.id, &sweep.axes, &r.states, &r.filters).map_err(status)?;
-    Ok(stream(
+    stream(
         store.clone(),
         sweep.id,
         sweep.axes,
         sweep.trial_count,
         selection,
         r.layers,
+        readers,
         |summary, epochs| TrialExport {
             summary: Some(summary),
             epochs,
         },
-    ))
+    )
 }

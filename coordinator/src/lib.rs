@@ -8,6 +8,7 @@
 //!   epochs, idempotent completion).
 //! - [`table`]: comparison tables (mean ± std per row of chosen axes).
 //! - [`export`]: `ListTrials` and `ExportTrials`, streamed trial by trial.
+//! - [`readers`]: the low-priority threads that reads growing with a sweep run on.
 //! - [`service`]: `SweepService` and `WorkerService` over the store.
 //! - [`server`]: [`run`] and [`serve`]: both services, health and reflection on one
 //!   listener until shutdown; [`serve`] with tokens and TLS ([`Network`]).
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod effects;
 pub mod error;
 pub mod export;
+pub mod readers;
 pub mod server;
 pub mod service;
 pub mod store;

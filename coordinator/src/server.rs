@@ -81,7 +81,7 @@ pub async fn serve(
     network: Network,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let coordinator = Coordinator::new(store.clone(), config.max_trials);
+    let coordinator = Coordinator::new(store.clone(), config.max_trials)?;
     let ttl = store.policy().ttl_ms;
     let expiry = {
         let store = store.clone();

@@ -11,8 +11,9 @@
 //! its reports on its own, after one flush for all of them.
 //!
 //! Reads whose cost grows with a sweep's trials (`GetTable`, `GetEffects`,
-//! `ListSweeps`, `ListRunning`, `GetTrial`) run on tokio's blocking pool, so that the
-//! async workers keep answering `Lease` and the reports while a table is built. Sweep
+//! `ListSweeps`, `ListRunning`, `GetTrial`, and the streams of `ListTrials` and
+//! `ExportTrials`) run on the low-priority reader threads ([`crate::readers`]), so that
+//! the async workers keep answering `Lease` and the reports while a table is built. Sweep
 //! counts are stored (one read), so `ListSweeps`, `GetSweep` and `WatchSweep` never
 //! read the trials; `WatchSweep` sends an event when its sweep changes (the broadcast
 //! of every state change and epoch), at most one per change, re-reading the counts
@@ -21,6 +22,7 @@
 //! No `SweepService` answer carries a lease id (they are the workers' secrets), and only
 //! `GetSweep` carries a sweep's spec text, so that no list's size depends on the specs'.
 
+use crate::readers::Readers;
 use crate::store::{MAX_REPORTS_PER_CALL, NewSweep, Store};
 use crate::{Error, effects, table};
 use gradsweep_proto::sweep_service_server::SweepService;
@@ -84,17 +86,31 @@ pub struct Coordinator {
     store: Arc<Store>,
     changes: broadcast::Sender<Change>,
     max_trials: u64,
+    readers: Arc<Readers>,
 }
 
 impl Coordinator {
-    /// Services over `store`; a sweep may expand into at most `max_trials` trials.
-    pub fn new(store: Arc<Store>, max_trials: u64) -> Coordinator {
+    /// Services over `store`, with their reader threads; a sweep may expand into at
+    /// most `max_trials` trials.
+    pub fn new(store: Arc<Store>, max_trials: u64) -> Result<Coordinator, Error> {
         let (changes, _) = broadcast::channel(1024);
-        Coordinator {
+        let readers = Readers::for_this_machine()
+            .map_err(|e| Error::Internal(format!("cannot start the reader threads: {e}")))?;
+        Ok(Coordinator {
             store,
             changes,
             max_trials,
-        }
+            readers: Arc::new(readers),
+        })
+    }
+
+    /// Runs a read whose cost grows with a sweep on the reader threads (low priority,
+    /// off the async workers), so that Lease and the reports keep their latency.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.readers.run(f).await?.map_err(status)
     }
 
     /// The store.
@@ -116,17 +132,6 @@ impl Coordinator {
 /// The most reports a `ReportEpochs` call has checked and written on the async worker
 /// that received it; a larger batch goes to the blocking pool.
 const INLINE_REPORTS: usize = 64;
-
-/// Runs `f` on tokio's blocking pool (a read whose cost grows with a sweep's trials),
-/// so that it holds no async worker.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
-) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| status(Error::Internal(format!("a read task failed: {e}"))))?
-        .map_err(status)
-}
 
 fn lease_of(lease: Option<LeaseRef>) -> Result<LeaseRef, Status> {
     lease.ok_or_else(|| Status::invalid_argument("lease: missing"))
@@ -181,7 +186,7 @@ impl SweepService for Coordinator {
         _: Request<ListSweepsRequest>,
     ) -> Result<Response<ListSweepsResponse>, Status> {
         let store = self.store.clone();
-        let sweeps = blocking(move || store.sweeps()).await?;
+        let sweeps = self.read(move || store.sweeps()).await?;
         let sweeps = sweeps.into_iter().map(listed).collect();
         Ok(Response::new(ListSweepsResponse { sweeps }))
     }
@@ -192,31 +197,32 @@ impl SweepService for Coordinator {
     ) -> Result<Response<ListRunningResponse>, Status> {
         let id = request.into_inner().sweep_id;
         let store = self.store.clone();
-        let trials = blocking(move || {
-            store.sweep(id)?;
-            let mut out = Vec::new();
-            for summary in store.summaries(id) {
-                let summary = summary?;
-                if summary.state() != TrialState::Leased {
-                    continue;
+        let trials = self
+            .read(move || {
+                store.sweep(id)?;
+                let mut out = Vec::new();
+                for summary in store.summaries(id) {
+                    let summary = summary?;
+                    if summary.state() != TrialState::Leased {
+                        continue;
+                    }
+                    let t = store.trial((id, summary.index))?;
+                    if t.state() != TrialState::Leased {
+                        continue;
+                    }
+                    let worker = store.worker(t.worker_id).ok();
+                    out.push(RunningTrial {
+                        index: t.index,
+                        key: t.key,
+                        worker_id: t.worker_id,
+                        worker_name: worker.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
+                        device: worker.map(|w| w.device).unwrap_or_default(),
+                        lease_deadline_unix_ms: t.lease_deadline_unix_ms,
+                    });
                 }
-                let t = store.trial((id, summary.index))?;
-                if t.state() != TrialState::Leased {
-                    continue;
-                }
-                let worker = store.worker(t.worker_id).ok();
-                out.push(RunningTrial {
-                    index: t.index,
-                    key: t.key,
-                    worker_id: t.worker_id,
-                    worker_name: worker.as_ref().map(|w| w.name.clone()).unwrap_or_default(),
-                    device: worker.map(|w| w.device).unwrap_or_default(),
-                    lease_deadline_unix_ms: t.lease_deadline_unix_ms,
-                });
-            }
-            Ok(out)
-        })
-        .await?;
+                Ok(out)
+            })
+            .await?;
         Ok(Response::new(ListRunningResponse { trials }))
     }
 
@@ -244,14 +250,16 @@ impl SweepService for Coordinator {
         &self,
         request: Request<ListTrialsRequest>,
     ) -> Result<Response<Self::ListTrialsStream>, Status> {
-        crate::export::list_trials(&self.store, request.into_inner()).map(Response::new)
+        crate::export::list_trials(&self.store, &self.readers, request.into_inner())
+            .map(Response::new)
     }
 
     async fn export_trials(
         &self,
         request: Request<ExportTrialsRequest>,
     ) -> Result<Response<Self::ExportTrialsStream>, Status> {
-        crate::export::export_trials(&self.store, request.into_inner()).map(Response::new)
+        crate::export::export_trials(&self.store, &self.readers, request.into_inner())
+            .map(Response::new)
     }
 
     async fn get_effects(
@@ -260,16 +268,17 @@ impl SweepService for Coordinator {
     ) -> Result<Response<Effects>, Status> {
         let r = request.into_inner();
         let store = self.store.clone();
-        let effects = blocking(move || {
-            let sweep = store.sweep(r.sweep_id)?;
-            effects::build(
-                &sweep,
-                store.summaries(r.sweep_id),
-                &r.metric,
-                r.best_val_epoch,
-            )
-        })
-        .await?;
+        let effects = self
+            .read(move || {
+                let sweep = store.sweep(r.sweep_id)?;
+                effects::build(
+                    &sweep,
+                    store.summaries(r.sweep_id),
+                    &r.metric,
+                    r.best_val_epoch,
+                )
+            })
+            .await?;
         Ok(Response::new(effects))
     }
 
@@ -377,17 +386,18 @@ impl SweepService for Coordinator {
     ) -> Result<Response<Table>, Status> {
         let r = request.into_inner();
         let store = self.store.clone();
-        let table = blocking(move || {
-            let sweep = store.sweep(r.sweep_id)?;
-            table::build(
-                &sweep,
-                store.summaries(r.sweep_id),
-                &r.rows,
-                &r.metrics,
-                r.best_val_epoch,
-            )
-        })
-        .await?;
+        let table = self
+            .read(move || {
+                let sweep = store.sweep(r.sweep_id)?;
+                table::build(
+                    &sweep,
+                    store.summaries(r.sweep_id),
+                    &r.rows,
+                    &r.metrics,
+                    r.best_val_epoch,
+                )
+            })
+            .await?;
         Ok(Response::new(table))
     }
 
@@ -398,13 +408,14 @@ impl SweepService for Coordinator {
         let r = request.into_inner();
         let id = (r.sweep_id, r.index);
         let store = self.store.clone();
-        let (trial, epochs) = blocking(move || {
-            let mut trial = store.trial(id)?;
-            // The lease id is the worker's secret.
-            trial.lease_id = 0;
-            Ok((trial, store.epochs(id)?))
-        })
-        .await?;
+        let (trial, epochs) = self
+            .read(move || {
+                let mut trial = store.trial(id)?;
+                // The lease id is the worker's secret.
+                trial.lease_id = 0;
+                Ok((trial, store.epochs(id)?))
+            })
+            .await?;
         Ok(Response::new(TrialDetail {
             trial: Some(trial),
             epochs,
