@@ -55,7 +55,8 @@
 //! that was down longer than the TTL costs no attempt). A held lease's entry also
 //! keeps what checking an epoch report needs (lease id, attempt, epochs stored, the
 //! trial's epochs and layers), so a report reads nothing but its own key. All writes go
-//! through one mutex: the coordinator is the only writer. Durability is the caller's:
+//! through one mutex (a submit writes its still invisible trials before it takes it,
+//! under a lock of its own): the coordinator is the only writer. Durability is the caller's:
 //! call [`Store::flush`] before acknowledging what must survive a crash; concurrent
 //! callers share flushes (a group commit: a flush acknowledges every write made before
 //! it started).
@@ -282,6 +283,8 @@ pub struct Store {
     meta: sled::Tree,
     policy: LeasePolicy,
     index: Mutex<Index>,
+    /// Held by a submit from its first trial written to its sweep record.
+    submits: Mutex<()>,
     /// The first storage failure's cause, once there was one.
     failure: Arc<watch::Sender<Option<String>>>,
     group: Arc<Group>,
@@ -747,6 +750,7 @@ impl Store {
             db,
             policy,
             index: Mutex::new(Index::default()),
+            submits: Mutex::new(()),
             failure: Arc::new(watch::Sender::new(None)),
             group: Arc::new(Group {
                 state: Mutex::new(GroupState::default()),
@@ -1121,9 +1125,11 @@ impl Store {
     /// is what makes them a sweep (a crash before it leaves nothing a reader sees).
     pub fn submit(&self, new: &NewSweep<'_>, now_ms: u64) -> Result<Sweep, Error> {
         let sweep = self.write(|| {
-            let mut index = self.lock();
-            // Every write holds the index lock, so the counter read here is the one the
-            // transaction below advances; the transaction checks it all the same.
+            // Submits take turns (only they advance the counter, so the one read here is
+            // the one the final transaction advances; it checks all the same). The
+            // trials are written without the index lock, which only the final
+            // transaction takes: a large submit does not hold up leases and reports.
+            let _submitting = self.submits.lock().expect("submit lock");
             let last = match self.meta.get(LAST_SWEEP_ID)? {
                 Some(v) => be_u64(&v, LAST_SWEEP_ID)?,
                 None => 0,
@@ -1183,6 +1189,7 @@ impl Store {
                 ..TrialCounts::default()
             }
             .encode_to_vec();
+            let mut index = self.lock();
             untx((&self.sweeps, &self.counts, &self.meta).transaction(
                 |(sweeps, counts_tree, meta)| {
                     let stored = meta.get(LAST_SWEEP_ID)?;

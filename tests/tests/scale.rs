@@ -56,3 +56,27 @@ fn one_slot_workers_give_the_same_answers() {
     ]);
     assert!(out.contains("check passed: 30 trials"), "{out}");
 }
+
+#[test]
+fn paced_workers_give_the_same_answers() {
+    // 40 trials of 3 epochs (the 8 elu trials diverge in epoch 2) on 4 workers of 2
+    // slots at 400 reports a second: each worker's calls 20 ms apart, the workers
+    // staggered over one trial's length.
+    let out = simworkers(&[
+        "--trials",
+        "40",
+        "--epochs",
+        "3",
+        "--workers",
+        "4",
+        "--slots",
+        "2",
+        "--rate",
+        "400",
+        "--check",
+    ]);
+    assert!(
+        out.contains("check passed: 40 trials, 104 acknowledged reports stored once each"),
+        "{out}"
+    );
+}

@@ -9,10 +9,11 @@
 //! completes them (trials with `elu` diverge halfway). Unpaced, each worker sends its
 //! next call as soon as the last is answered (the most the coordinator takes, and its
 //! latencies at saturation); `--rate R` paces them to R reports a second in all, as
-//! GPUs that train between reports would. Meanwhile a client builds tables
-//! in a loop. Then it prints reports/s, Lease latency (p50/p99, overall and while a
-//! table was being built), the time of GetTable, GetEffects, ListSweeps and GetSweep,
-//! the coordinator's RSS, and its restart-to-serving time after a SIGKILL.
+//! GPUs that train between reports would, starting them staggered over one trial's
+//! length. Meanwhile a client builds tables in a loop. Then it prints reports/s, Lease
+//! latency (p50/p99, overall and while a table was being built), ReportEpochs and
+//! Complete latency, the time of GetTable, GetEffects, ListSweeps and GetSweep, the
+//! coordinator's RSS, and its restart-to-serving time after a SIGKILL.
 //!
 //! `--check` (what `tests/tests/scale.rs` runs) verifies instead of timing: the sweep's
 //! counts equal a recount from GetTrial; GetTable and GetEffects equal a recomputation
@@ -271,6 +272,7 @@ struct Stats {
     leases: Mutex<Vec<f64>>,
     leases_during_tables: Mutex<Vec<f64>>,
     calls: Mutex<Vec<f64>>,
+    completes: Mutex<Vec<f64>>,
     /// What was acknowledged, per trial (`--check`).
     stored: Mutex<HashMap<u32, Vec<EpochReport>>>,
 }
@@ -432,6 +434,7 @@ async fn sim_worker(
         }
         for (lease, l, epochs, diverge) in &held {
             let stored = diverge.map_or(*epochs, |d| d - 1);
+            let t = Instant::now();
             client
                 .complete(CompleteRequest {
                     lease: Some(*lease),
@@ -439,6 +442,11 @@ async fn sim_worker(
                 })
                 .await
                 .map_err(|s| format!("complete of trial {}: {}", l.index, s.message()))?;
+            stats
+                .completes
+                .lock()
+                .unwrap()
+                .push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
 }
@@ -564,14 +572,18 @@ async fn main() {
         } else {
             workers.clone()
         };
-        // Each worker's share of the rate: one call of `slots` reports per period.
+        // Each worker's share of the rate: one call of `slots` reports per period. Paced
+        // workers start staggered over one trial's length, as workers joining a running
+        // cluster and trials of unequal speed are: started together, 200 workers with
+        // identical trials finish in lockstep, and all their Completes and Leases arrive
+        // within one period.
         let period = args.rate.map(|r| {
             Duration::from_secs_f64(args.workers as f64 * f64::from(args.slots) / r as f64)
         });
         let pace = Pace {
             period,
             phase: period.map_or(Duration::ZERO, |p| {
-                p.mul_f64(n as f64 / args.workers as f64)
+                p.mul_f64(f64::from(args.epochs) * n as f64 / args.workers as f64)
             }),
         };
         tasks.push(tokio::spawn(sim_worker(
@@ -638,11 +650,15 @@ async fn main() {
         percentile(&mut during, 0.99),
         during.len()
     );
+    let mut completes = std::mem::take(&mut *stats.completes.lock().unwrap());
     println!(
-        "ReportEpochs: p50 {:.1} ms, p99 {:.1} ms ({} calls); tables built meanwhile: {}",
+        "ReportEpochs: p50 {:.1} ms, p99 {:.1} ms ({} calls); Complete: p50 {:.1} ms, p99 {:.1} ms; \
+         tables built meanwhile: {}",
         percentile(&mut calls, 0.5),
         percentile(&mut calls, 0.99),
         calls.len(),
+        percentile(&mut completes, 0.5),
+        percentile(&mut completes, 0.99),
         table_times.len()
     );
     let results = async {
