@@ -74,6 +74,22 @@ pub struct Options {
     /// Use this coordinator (given on the command line) instead of starting one, with
     /// its `--ca` and `--token-file`.
     pub coordinator: Option<(String, Option<PathBuf>, Option<PathBuf>)>,
+    /// The worker token's file for the local workers (with `coordinator`, when it
+    /// requires one).
+    pub worker_token: Option<PathBuf>,
+}
+
+/// The last non-empty line of a worker's log (what it said as it exited).
+fn last_line(log: &std::path::Path) -> String {
+    std::fs::read_to_string(log)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "nothing".into())
 }
 
 /// A binary beside the running `sweep`.
@@ -236,6 +252,21 @@ pub async fn run(o: Options) -> Result<String> {
                 .into(),
         ));
     }
+    if let Some(path) = &o.worker_token {
+        if o.coordinator.is_none() {
+            return Err(CliError(
+                "--worker-token-file is for the local workers of a coordinator named with \
+                 --coordinator; the demo's own coordinator needs no token"
+                    .into(),
+            ));
+        }
+        std::fs::File::open(path).map_err(|e| {
+            CliError(format!(
+                "--worker-token-file {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?;
+    }
     if let Some(path) = &o.report {
         crate::report::check_out(path)?;
     }
@@ -321,22 +352,32 @@ pub async fn run(o: Options) -> Result<String> {
     let threads = (cores / workers.max(1)).max(1).to_string();
     let ca = o.coordinator.as_ref().and_then(|(_, ca, _)| ca.clone());
     let mut procs = Vec::new();
+    let mut logs = Vec::new();
     for i in 0..workers {
+        let log = dir.0.join(format!("worker-{i}.log"));
+        let stderr = std::fs::File::create(&log)
+            .map_err(|e| CliError(format!("cannot create {}: {e}", log.display())))?;
         let mut command = Command::new(&worker_bin);
         command
             .args(["serve", "--device", &o.device, "--threads", &threads])
             .args(["--name", &format!("demo-{i}")])
             .arg("--coordinator")
-            .arg(&url);
+            .arg(&url)
+            // GRADSWEEP_TOKEN may hold the client token `sweep` uses: never a worker's.
+            .env_remove("GRADSWEEP_TOKEN");
         if let Some(ca) = &ca {
             command.arg("--ca").arg(ca);
         }
+        if let Some(token) = &o.worker_token {
+            command.arg("--token-file").arg(token);
+        }
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .map_err(|e| CliError(format!("cannot start {}: {e}", worker_bin.display())))?;
         procs.push(Proc(child));
+        logs.push(log);
     }
     crate::note(&format!(
         "demo: {} worker(s) on {}, {threads} thread(s) each",
@@ -349,7 +390,35 @@ pub async fn run(o: Options) -> Result<String> {
         .map_err(|e| CliError(format!("cannot write {}: {e}", spec_path.display())))?;
     let (submitted, id) = crate::submit(&mut client, &spec_path).await?;
     crate::note(&format!("demo: {}", submitted.trim_end()));
-    let summary = crate::watch(&mut client, id).await?;
+    // Watched while the local workers live: if every one of them exits (a refused
+    // token, a device it cannot use), the sweep would wait for them forever.
+    let watched = {
+        let watching = crate::watch(&mut client, id);
+        tokio::pin!(watching);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                summary = &mut watching => break Some(summary?),
+                _ = tick.tick(), if !procs.is_empty() => {
+                    if procs.iter_mut().all(|p| matches!(p.0.try_wait(), Ok(Some(_)))) {
+                        break None;
+                    }
+                }
+            }
+        }
+    };
+    let Some(summary) = watched else {
+        // The demo's sweep would wait for workers that are gone: it is cancelled.
+        let cancelled = match crate::cancel(&mut client, id).await {
+            Ok(_) => format!("sweep {id} is cancelled"),
+            Err(e) => format!("sweep {id} stays (cancelling it failed: {})", e.0),
+        };
+        return Err(CliError(format!(
+            "demo: every local worker exited before sweep {id} finished ({cancelled}); \
+             worker 0 said: {}",
+            last_line(&logs[0])
+        )));
+    };
     crate::note(&format!("demo: {}", summary.trim_end()));
     drop(procs);
 

@@ -212,3 +212,108 @@ fn tls_against_a_plaintext_coordinator_is_one_clear_line() {
     assert!(err.contains("does not speak TLS"), "{err}");
     assert!(err.contains(&format!("use http://{addr}")), "{err}");
 }
+
+#[test]
+fn the_demo_on_a_coordinator_with_tokens_gives_its_workers_the_worker_token() {
+    let dir = TempDir::new("demo-tokens");
+    let client_token = dir.0.join("client.token");
+    let worker_token = dir.0.join("worker.token");
+    std::fs::write(&client_token, "c-5e1a9b02\n").unwrap();
+    std::fs::write(&worker_token, "w-7c44d0e9\n").unwrap();
+    let (_coord, addr) = coordinator_with(
+        &dir.0.join("db"),
+        "127.0.0.1:0",
+        "30s",
+        &[
+            "--client-token-file",
+            path(&client_token),
+            "--worker-token-file",
+            path(&worker_token),
+        ],
+    );
+    let demo = |extra: &[&str]| {
+        let mut child = Command::new(binary("sweep"))
+            .args([
+                "--coordinator",
+                &addr,
+                "demo",
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+            ])
+            .args(["--epochs", "1", "--dataset", "synthetic:glyphs-tiny"])
+            .args(extra)
+            // `sweep` reads its client token here; the demo's workers must not take it.
+            .env("GRADSWEEP_TOKEN", "c-5e1a9b02")
+            .env_remove("GRADSWEEP_COORDINATOR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sweep starts");
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(300) {
+                let _ = child.kill();
+                panic!("sweep demo {extra:?} did not end: it waited for workers that were gone");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
+    };
+    // Without the worker token its workers are refused: one line that says so (with
+    // the worker's own words), the demo's sweep cancelled, not a wait forever.
+    let out = demo(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.trim().lines().last().unwrap();
+    assert!(
+        last.contains("every local worker exited before sweep 1 finished (sweep 1 is cancelled)")
+            && last.contains("worker token"),
+        "{err}"
+    );
+    let with_token = ["--coordinator", &addr, "--token-file", path(&client_token)];
+    let ls = sweep(
+        &[&with_token[..], &["ls"]].concat(),
+        Duration::from_secs(60),
+    );
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("1 ") && l.contains("cancelled")),
+        "{listed}"
+    );
+
+    // With it, the demo's sweep finishes.
+    let out = demo(&["--worker-token-file", path(&worker_token)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("vanishing_gradients"), "{text}");
+
+    // The flag is for a --coordinator's workers; a missing file is named.
+    let err = failure(&sweep(
+        &["demo", "--worker-token-file", path(&worker_token)],
+        Duration::from_secs(60),
+    ));
+    assert!(
+        err.contains("--worker-token-file is for the local workers"),
+        "{err}"
+    );
+    let err = failure(&sweep(
+        &[
+            &with_token[..],
+            &["demo", "--worker-token-file", "/nonexistent/w.token"],
+        ]
+        .concat(),
+        Duration::from_secs(60),
+    ));
+    assert!(
+        err.contains("--worker-token-file /nonexistent/w.token: cannot read it"),
+        "{err}"
+    );
+}

@@ -193,6 +193,10 @@ enum Command {
         /// Write the demo sweep's HTML report (as `sweep report`) to FILE.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// The worker token's file (one line) for the local workers, when --coordinator
+        /// names a coordinator that requires one (its --worker-token-file).
+        #[arg(long, value_name = "FILE")]
+        worker_token_file: Option<PathBuf>,
     },
     /// Draw a sweep's figures: five files (SVG or PNG) in --out, from every succeeded
     /// and diverged trial, aggregated per configuration (mean ± std over seeds).
@@ -345,6 +349,7 @@ async fn run(args: Args, coordinator_given: bool) -> Result<String, CliError> {
         epochs,
         keep,
         report,
+        worker_token_file,
     } = &args.command
     {
         return cli::demo::run(cli::demo::Options {
@@ -361,6 +366,7 @@ async fn run(args: Args, coordinator_given: bool) -> Result<String, CliError> {
                     args.token_file.clone(),
                 )
             }),
+            worker_token: worker_token_file.clone(),
         })
         .await;
     }
