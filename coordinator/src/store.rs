@@ -36,10 +36,11 @@
 //! [`WRITE_CHUNK`] (see there for why), ordered so that a crash midway is finished or
 //! undone when the database is next opened: a submit's trials are invisible until its
 //! sweep record is written (and removed on open if it never was); a cancel writes its
-//! sweep record first (and open cancels a cancelled sweep's open trials). A call naming a
-//! lease that is not the trial's current one is refused with [`Error::StaleLease`], a
-//! call from another worker than the lease's with [`Error::NotLeaseHolder`], a report
-//! that breaks the protocol with [`Error::BadRequest`]; none of them changes anything.
+//! sweep record first (from then on `lease` skips the sweep's trials) and open cancels a
+//! cancelled sweep's open trials. A call naming a lease that is not the trial's current
+//! one is refused with [`Error::StaleLease`], a call from another worker than the
+//! lease's with [`Error::NotLeaseHolder`], a report that breaks the protocol with
+//! [`Error::BadRequest`]; none of them changes anything.
 //! `complete` is idempotent. The epochs of a trial are stored per attempt; only the
 //! current (or finishing) attempt's are read back ([`Store::epochs`]).
 //!
@@ -841,17 +842,18 @@ impl Store {
                     .insert(id.to_be_bytes(), found.encode_to_vec())?;
             }
         }
-        // A cancel that stopped midway: its sweep says cancelled, some trials are open.
-        let unfinished: Vec<u64> = index
+        let cancelled: Vec<u64> = index
             .sweeps
             .iter()
             .filter(|(_, info)| info.cancelled)
             .map(|(&id, _)| id)
             .collect();
-        for id in unfinished {
+        *store.index.lock().expect("store index lock") = index;
+        // A cancel that stopped midway: its sweep says cancelled, some trials are open.
+        for id in cancelled {
             let c = store.stored_counts(id)?;
             if c.pending + c.leased > 0 {
-                let n = store.cancel_open_trials(&mut index, id)?;
+                let n = store.cancel_open_trials(id)?;
                 tracing::warn!(
                     sweep = id,
                     trials = n,
@@ -859,7 +861,6 @@ impl Store {
                 );
             }
         }
-        *store.index.lock().expect("store index lock") = index;
         Ok(store)
     }
 
@@ -1320,26 +1321,33 @@ impl Store {
     /// is next opened. Leased trials' workers learn it at their next heartbeat.
     pub fn cancel(&self, sweep_id: u64) -> Result<Sweep, Error> {
         let sweep = self.write(|| {
-            let mut index = self.lock();
-            let bytes = self
-                .sweeps
-                .get(sweep_id.to_be_bytes())?
-                .ok_or(Error::NoSweep(sweep_id))?;
-            let mut sweep: Sweep = decode(&bytes)?;
-            sweep.set_state(SweepState::Cancelled);
-            self.sweeps
-                .insert(sweep_id.to_be_bytes(), sweep.encode_to_vec())?;
-            index.sweeps.entry(sweep_id).or_default().cancelled = true;
-            self.cancel_open_trials(&mut index, sweep_id)?;
+            let sweep = {
+                let mut index = self.lock();
+                let bytes = self
+                    .sweeps
+                    .get(sweep_id.to_be_bytes())?
+                    .ok_or(Error::NoSweep(sweep_id))?;
+                let mut sweep: Sweep = decode(&bytes)?;
+                sweep.set_state(SweepState::Cancelled);
+                self.sweeps
+                    .insert(sweep_id.to_be_bytes(), sweep.encode_to_vec())?;
+                // From here no trial of the sweep is leased (`lease` skips it).
+                index.sweeps.entry(sweep_id).or_default().cancelled = true;
+                sweep
+            };
+            self.cancel_open_trials(sweep_id)?;
             Ok(sweep)
         })?;
         self.with_counts(sweep)
     }
 
-    /// Cancels a (cancelled) sweep's pending and leased trials, [`WRITE_CHUNK`] to a
-    /// transaction. Returns how many it cancelled.
-    fn cancel_open_trials(&self, index: &mut Index, sweep_id: u64) -> Result<usize, Error> {
-        // The summaries say which trials are open; only those are read whole.
+    /// Cancels a cancelled sweep's pending and leased trials, [`WRITE_CHUNK`] to a
+    /// transaction, each chunk read and written under the index lock (and the lock let
+    /// go between chunks, so that a large cancel does not hold up leases and reports).
+    /// Returns how many it cancelled.
+    fn cancel_open_trials(&self, sweep_id: u64) -> Result<usize, Error> {
+        // The summaries say which trials are open; only those are read whole. None
+        // opens later: a cancelled sweep's trials are neither leased nor retried.
         let mut open = Vec::new();
         for summary in self.summaries(sweep_id) {
             let summary = summary?;
@@ -1349,6 +1357,7 @@ impl Store {
         }
         let mut cancelled = 0;
         for chunk in open.chunks(WRITE_CHUNK) {
+            let mut index = self.lock();
             let mut trials = Vec::with_capacity(chunk.len());
             let mut moved = Delta::default();
             for &i in chunk {
@@ -1550,6 +1559,10 @@ impl Store {
                 let Some(id) = index.pending.pop_first() else {
                     break;
                 };
+                if index.sweeps.get(&id.0).is_some_and(|s| s.cancelled) {
+                    // A cancel is still writing this sweep's trials: it cancels this one.
+                    continue;
+                }
                 let lease_id = new_lease_id()?;
                 let deadline = now_ms + self.policy.ttl_ms;
                 let leased = untx((&self.trials, &self.summaries, &self.counts).transaction(
@@ -2892,6 +2905,20 @@ mod tests {
         assert_eq!(store.trial((5, 1)).unwrap().state(), TrialState::Pending);
     }
 
+    /// The database itself, once the store that had it open has let go of its lock.
+    fn raw_open(dir: &TempDir) -> sled::Db {
+        let started = std::time::Instant::now();
+        loop {
+            match sled::open(&dir.0) {
+                Ok(db) => return db,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     /// A spec of 2 × `seeds` trials.
     fn big_spec(seeds: usize) -> String {
         let seeds: Vec<String> = (0..seeds).map(|s| s.to_string()).collect();
@@ -2973,7 +3000,7 @@ mod tests {
         {
             // A submit that stopped after writing trials of sweep 2 (and a stray 9),
             // before the transaction that stores the sweep and advances the counter.
-            let db = sled::open(&dir.0).unwrap();
+            let db = raw_open(&dir);
             let trials = db.open_tree("trials").unwrap();
             let summaries = db.open_tree("summaries").unwrap();
             for (sweep, index) in [(2u64, 0u32), (2, 1), (2, 7), (9, 0)] {
@@ -3027,6 +3054,24 @@ mod tests {
     }
 
     #[test]
+    fn a_sweep_being_cancelled_leases_none_of_its_trials() {
+        let dir = TempDir::new("cancelling");
+        let store = open(&dir);
+        let first = submit(&store);
+        let second = submit(&store);
+        // Between a cancel's chunks: the sweep is flagged, its trials not yet written.
+        store.lock().sweeps.get_mut(&first.id).unwrap().cancelled = true;
+        let w = store.register("w", "cpu", 16, 0).unwrap();
+        let leased = store.lease(w.id, 16, 0).unwrap();
+        assert!(leased.iter().all(|l| l.sweep_id == second.id), "{leased:?}");
+        assert_eq!(leased.len(), 4);
+        // The cancel's chunks then cancel every one of them.
+        assert_eq!(store.cancel_open_trials(first.id).unwrap(), 4);
+        let c = store.sweep(first.id).unwrap().counts.unwrap();
+        assert_eq!((c.cancelled, c.pending), (4, 0));
+    }
+
+    #[test]
     fn a_cancel_that_stopped_midway_is_finished_on_open() {
         let dir = TempDir::new("half-cancel");
         let (sweep, held) = {
@@ -3039,7 +3084,7 @@ mod tests {
         };
         {
             // The cancel wrote the sweep's record, then stopped.
-            let db = sled::open(&dir.0).unwrap();
+            let db = raw_open(&dir);
             let sweeps = db.open_tree("sweeps").unwrap();
             let mut s: Sweep =
                 decode(&sweeps.get(sweep.id.to_be_bytes()).unwrap().unwrap()).unwrap();
