@@ -1,10 +1,11 @@
 //! The reader threads: where reads whose cost grows with a sweep run (tables, effects,
 //! lists, a trial with its epochs, exports).
 //!
-//! They run off tokio's async workers and at a lower CPU priority (nice +10 on Linux,
-//! set once per thread, since a thread cannot raise its priority back): on a machine
-//! with few cores a table of a 100,000-trial sweep takes a core for a tenth of a
-//! second, and at equal priority `Lease` and the reports queued behind it. Reads wait
+//! They run off tokio's async workers and at a lower CPU priority (10 nice steps below
+//! the coordinator's on Linux, set once per thread, since a thread cannot raise its
+//! priority back): on a machine with few cores a table of a 100,000-trial sweep takes a
+//! core for a tenth of a second, and at equal priority `Lease` and the reports queued
+//! behind it. Reads wait
 //! in a bounded queue ([`QUEUE`]); a full queue refuses the read at once
 //! (`RESOURCE_EXHAUSTED`) rather than holding memory for it. An export streams for as
 //! long as its client reads, so each has a thread of its own, at most [`EXPORTS`] at a
@@ -21,7 +22,8 @@ pub const QUEUE: usize = 1024;
 /// Exports streaming at once before a new one is refused.
 pub const EXPORTS: usize = 16;
 
-/// The nice value of reader threads (0 is the coordinator's, 19 the lowest).
+/// How much lower than the coordinator's the reader threads' priority is, in nice
+/// steps (a nice value is at most 19).
 pub const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -32,16 +34,31 @@ pub struct Readers {
     exports: Arc<AtomicUsize>,
 }
 
-/// Lowers the calling thread's CPU priority to [`NICE`] (Linux; elsewhere nothing).
+/// The calling thread's nice value (Linux; elsewhere 0).
+fn nice_of_this_thread() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and getpriority take plain integers and touch no memory of
+        // ours. (A nice value of -1 reads the same as an error, which is harmless here:
+        // the thread is then lowered from -1.)
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Lowers the calling thread's CPU priority by [`NICE`] steps, to at most 19 (Linux;
+/// elsewhere nothing).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        let target = (nice_of_this_thread() + NICE).min(19);
         // SAFETY: setpriority and gettid take plain integers and touch no memory of
         // ours; a failure (which lowering never is for an unprivileged thread) only
         // leaves the priority as it was.
         unsafe {
             let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE);
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, target);
         }
     }
 }
@@ -150,22 +167,20 @@ mod tests {
 
     #[tokio::test]
     async fn reads_run_on_low_priority_threads_and_answer() {
+        // Threads inherit their creator's nice value: the readers are NICE below it.
+        let ours = nice_of_this_thread();
         let readers = Readers::start(2).unwrap();
         let (name, nice) = readers
             .run(|| {
                 let name = std::thread::current().name().map(str::to_owned);
-                // SAFETY: reads the calling thread's nice value; no memory is touched.
-                #[cfg(target_os = "linux")]
-                let nice =
-                    unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-                #[cfg(not(target_os = "linux"))]
-                let nice = NICE;
-                (name, nice)
+                (name, nice_of_this_thread())
             })
             .await
             .unwrap();
         assert!(name.unwrap().starts_with("reader-"));
-        assert_eq!(nice, NICE);
+        if cfg!(target_os = "linux") {
+            assert_eq!(nice, (ours + NICE).min(19));
+        }
     }
 
     #[tokio::test]
