@@ -420,6 +420,25 @@ fn delta(from: TrialState, to: TrialState) -> Delta {
     d
 }
 
+/// Removes every key of `tree` from `from` on, [`WRITE_CHUNK`] to a batch; returns how
+/// many it removed.
+fn remove_from(tree: &sled::Tree, from: &[u8]) -> Result<usize, Error> {
+    let mut removed = 0;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for entry in tree.range(from..).take(WRITE_CHUNK) {
+            batch.remove(entry?.0);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(removed);
+        }
+        tree.apply_batch(batch)?;
+        removed += n;
+    }
+}
+
 /// Records a storage failure: one line on stderr, and the store refuses writes.
 fn record_failure(failure: &watch::Sender<Option<String>>, cause: &str) {
     failure.send_if_modified(|f| {
@@ -908,24 +927,8 @@ impl Store {
             return Ok(0);
         };
         let from = trial_key((first, 0));
-        let mut removed = 0;
-        for tree in [&self.trials, &self.summaries] {
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for entry in tree.range(from..).take(WRITE_CHUNK) {
-                    batch.remove(entry?.0);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                tree.apply_batch(batch)?;
-                if std::ptr::eq(tree, &self.trials) {
-                    removed += n;
-                }
-            }
-        }
+        let removed = remove_from(&self.trials, &from)?;
+        remove_from(&self.summaries, &from)?;
         Ok(removed)
     }
 
@@ -1456,9 +1459,8 @@ impl Store {
             // another retry.
             for chunk in chosen.chunks(WRITE_CHUNK) {
                 let mut moved = Delta::default();
-                for (t, was) in chunk {
+                for (_, was) in chunk {
                     moved.moved(*was, TrialState::Pending);
-                    debug_assert_eq!(t.state(), TrialState::Pending);
                 }
                 untx((&self.trials, &self.summaries, &self.counts).transaction(
                     |(trials, summaries, counts)| {

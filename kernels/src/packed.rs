@@ -52,22 +52,10 @@ pub struct AdamHyper {
     pub weight_decay: f64,
 }
 
-/// The packed buffers of one batch-norm layer: per-feature buffers with stride `cols`,
-/// x̂ with the stride of the op's `rows × cols` blocks.
-pub struct PackedBatchNorm<'a, B: Backend + ?Sized> {
-    /// Scale γ.
-    pub gamma: &'a B::Buf,
-    /// Shift β.
-    pub beta: &'a B::Buf,
-    /// Running mean.
-    pub running_mean: &'a mut B::Buf,
-    /// Running unbiased variance.
-    pub running_var: &'a mut B::Buf,
-    /// Saved for backward: x̂.
-    pub xhat: &'a mut B::Buf,
-    /// Saved for backward: 1/√(var + eps).
-    pub invstd: &'a mut B::Buf,
-}
+/// The packed buffers of one batch-norm layer: the single layer's buffers, each holding
+/// every trial's block (per-feature buffers with stride `cols`, x̂ with the stride of
+/// the op's `rows × cols` blocks).
+pub type PackedBatchNorm<'a, B> = crate::backend::BatchNormBuffers<'a, B>;
 
 /// The packed ops a group of trials trained in lockstep needs (see the module docs).
 pub trait PackedBackend: Backend {

@@ -22,7 +22,7 @@
 //!
 //! ```text
 //! simworkers --trials 100000 --epochs 40 --workers 200 --slots 4
-//! simworkers --trials 100000 --epochs 40 --workers 200 --slots 4 --rate 10000
+//! simworkers --trials 100000 --epochs 40 --workers 200 --slots 4 --rate 10500
 //! ```
 
 use gradsweep_proto::sweep_service_client::SweepServiceClient;
